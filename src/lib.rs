@@ -1,0 +1,20 @@
+//! envoy-xds-configmap-loader: Kubernetes ConfigMaps (and Secrets) into a directory of files
+//! that switches as a whole, for Envoy's file-based xDS and any other file watcher.
+//!
+//! The library holds every part; `main.rs` only wires them. Cores are pure (`http` framing,
+//! `json`, `base64`, the `snapshot` planner, `cli` parsing); thin layers do the I/O
+//! (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `signal`).
+//! See README.md, section "Architecture", for the codemap and the invariants.
+#![deny(unsafe_code)]
+
+pub mod backoff;
+pub mod base64;
+pub mod cli;
+pub mod http;
+pub mod json;
+pub mod kube;
+pub mod log;
+pub mod signal;
+pub mod snapshot;
+pub mod sync;
+pub mod tls;
