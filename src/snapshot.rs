@@ -1,0 +1,2036 @@
+//! Writes a set of files (the keys of ConfigMaps and Secrets) into one directory as a
+//! snapshot that every reader sees switch at once, in the kubelet's ConfigMap-volume
+//! layout, plus what Envoy's file-based xDS needs on top of it.
+//!
+//! Layout (every link relative, so the directory can be mounted anywhere):
+//!
+//! ```text
+//! DIR/..data        -> ..2026_05_01_12_00_00.123456789a1b2c3d4    (the one atomic switch)
+//! DIR/..2026_05_01_12_00_00.123456789a1b2c3d4/KEY                 (mode 0755 dir, 0644 files)
+//! DIR/KEY           -> ..data/KEY                                 (one link per key)
+//! ```
+//!
+//! On top of the kubelet's algorithm: links of new keys exist before the switch (so a config
+//! that names a new file never finds it missing); after the switch every key whose bytes
+//! changed gets its link replaced by a rename (the `IN_MOVED_TO` that a plain Envoy `path:`
+//! subscription waits for), providers before consumers ([`rename_order`]); an unchanged
+//! snapshot touches nothing; [`Writer::sweep`] clears what a killed predecessor left.
+//!
+//! A process killed at any instant leaves `..data` pointing at a complete version. The files
+//! are a cache of the API server, rebuilt after a node restart, so fsync is off by default
+//! ([`Writer::set_fsync`]).
+//!
+//! It never writes a file in place, never follows a key outside the directory (keys are
+//! single names, validated before anything is touched), never removes a name that is not
+//! its own (plain files, or links that do not point into `..data/`), and never reads more
+//! than [`MAX_FILES`] files or [`MAX_BYTES`] bytes of a snapshot.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A snapshot: key (file name) to content.
+pub type Files = BTreeMap<String, Vec<u8>>;
+
+/// The link that names the current version directory.
+pub const DATA: &str = "..data";
+/// The temporary name of the next `..data` link, renamed over it.
+pub const DATA_TMP: &str = "..data_tmp";
+/// The temporary name of a key link, renamed over `DIR/KEY` (one at a time).
+pub const LINK_TMP: &str = "..link_tmp";
+/// Longest key (the ConfigMap key limit).
+pub const MAX_KEY_LEN: usize = 253;
+/// Most files in one snapshot (written or read back).
+pub const MAX_FILES: usize = 10_000;
+/// Most bytes in one snapshot, all files together (written or read back).
+pub const MAX_BYTES: u64 = 64 << 20;
+
+const DIR_MODE: u32 = 0o755;
+const FILE_MODE: u32 = 0o644;
+/// Attempts at a fresh version directory name before giving up.
+const NAME_ATTEMPTS: usize = 8;
+
+/// Kubelet + ConfigMap key rules: non-empty, at most 253 chars, only `[-._a-zA-Z0-9]`, not
+/// `.` or `..`, not starting with `..` (reserved for the writer). The error says what is
+/// wrong, e.g. `key "../x": must consist of alphanumeric characters, '-', '_' or '.'`.
+pub fn validate_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("key \"\": must not be empty".to_string());
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if !key.bytes().all(allowed) {
+        return Err(format!(
+            "key {}: must consist of alphanumeric characters, '-', '_' or '.'",
+            show_key(key)
+        ));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "key {}: must be no more than {MAX_KEY_LEN} characters, got {}",
+            show_key(key),
+            key.len()
+        ));
+    }
+    if key == "." || key == ".." {
+        return Err(format!("key {}: must not be '.' or '..'", show_key(key)));
+    }
+    if key.starts_with("..") {
+        return Err(format!(
+            "key {}: must not start with '..' (reserved for the snapshot writer)",
+            show_key(key)
+        ));
+    }
+    Ok(())
+}
+
+/// A key for an error message: quoted and escaped, cut after 64 characters.
+fn show_key(key: &str) -> String {
+    const SHOWN: usize = 64;
+    match key.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}...", key.get(..cut).unwrap_or_default()),
+        None => format!("{key:?}"),
+    }
+}
+
+/// xDS resource types and their place in [`rename_order`]: providers before consumers.
+const XDS_RANKS: [(&[u8], u8); 7] = [
+    (b"envoy.extensions.transport_sockets.tls.v3.Secret", 1),
+    (b"envoy.config.endpoint.v3.ClusterLoadAssignment", 2),
+    (b"envoy.config.cluster.v3.Cluster", 3),
+    (b"envoy.config.route.v3.RouteConfiguration", 4),
+    (b"envoy.config.route.v3.ScopedRouteConfiguration", 4),
+    (b"envoy.config.route.v3.VirtualHost", 4),
+    (b"envoy.config.listener.v3.Listener", 5),
+];
+
+/// The highest rank of the xDS types a file's content names as a type URL (`.../NAME`
+/// followed by anything but a name character), 0 when it names none.
+fn xds_rank(content: &[u8]) -> u8 {
+    let name_byte = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.';
+    let mut rank = 0;
+    for (i, _) in content.iter().enumerate().filter(|(_, b)| **b == b'/') {
+        let rest = content.get(i + 1..).unwrap_or_default();
+        for (name, r) in XDS_RANKS {
+            if r > rank && rest.starts_with(name) && !rest.get(name.len()).is_some_and(name_byte) {
+                rank = r;
+            }
+        }
+        if rank == 5 {
+            break;
+        }
+    }
+    rank
+}
+
+/// The order in which changed keys' links are renamed after the switch: providers before
+/// consumers, by the xDS type each file's content names (its `@type` URL):
+///
+/// | rank | content |
+/// |---|---|
+/// | 0 | no xDS type: certificates, scripts, anything else |
+/// | 1 | `envoy.extensions.transport_sockets.tls.v3.Secret` (SDS) |
+/// | 2 | `envoy.config.endpoint.v3.ClusterLoadAssignment` (EDS) |
+/// | 3 | `envoy.config.cluster.v3.Cluster` (CDS) |
+/// | 4 | `envoy.config.route.v3.RouteConfiguration`, `ScopedRouteConfiguration`, `VirtualHost` (RDS) |
+/// | 5 | `envoy.config.listener.v3.Listener` (LDS) |
+///
+/// A file naming several types takes its highest rank; a key missing from `files` ranks 0;
+/// ties go by key name; a key given twice appears once. Pure function.
+pub fn rename_order<'a>(files: &'a Files, keys: &[&'a str]) -> Vec<&'a str> {
+    let mut ranked: Vec<(u8, &'a str)> = keys
+        .iter()
+        .map(|k| (files.get(*k).map_or(0, |c| xds_rank(c)), *k))
+        .collect();
+    ranked.sort_unstable();
+    ranked.dedup();
+    ranked.into_iter().map(|(_, k)| k).collect()
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every file already had the same bytes and nothing had to go: nothing was touched.
+    Unchanged,
+    /// A new version was switched in.
+    Written {
+        /// The new version directory's name (what `..data` points to).
+        version: String,
+        /// Keys new to the snapshot, and keys whose link was missing and was made again.
+        added: Vec<String>,
+        /// Keys whose link was renamed after the switch: their bytes changed (or, once after
+        /// an interrupted predecessor or a failed rename, every key; see [`Writer::sweep`]).
+        changed: Vec<String>,
+        /// Keys dropped from the snapshot.
+        removed: Vec<String>,
+        /// Size of the new snapshot, all files together.
+        bytes: u64,
+    },
+}
+
+/// A failed file-system operation (or, with op `validate`, a rejected snapshot), naming the
+/// operation and the path: `write /srv/runtime/current/..2026_.../lds.yaml: No space left on
+/// device (os error 28)`.
+#[derive(Debug)]
+pub struct Error {
+    /// The operation: `validate`, `create dir`, `create`, `write`, `chmod`, `fsync`, `symlink`,
+    /// `rename`, `remove`, `remove dir`, `read link`, `read dir`, `read`, `stat`.
+    pub op: &'static str,
+    /// The path operated on (the snapshot directory for `validate`).
+    pub path: PathBuf,
+    /// The cause; `InvalidInput` for a rejected snapshot, `InvalidData` for a directory
+    /// that holds something this writer does not accept.
+    pub source: io::Error,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.op, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn err(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+    Error {
+        op,
+        path: path.into(),
+        source,
+    }
+}
+
+/// Writes snapshots into one directory. One `Writer` per directory and one process at a
+/// time: it is the directory's only writer.
+pub struct Writer {
+    dir: PathBuf,
+    /// The last version written or read, with its files, so that an unchanged write costs
+    /// no read. Trusted only while `..data` still names that version.
+    last: Option<(String, Files)>,
+    fsync: bool,
+    /// Rename every key's link on the next write: the previous switch (in this process or a
+    /// killed predecessor) may not have delivered its renames.
+    resync: bool,
+    /// A clean-up failed: sweep before the next write.
+    needs_sweep: bool,
+    faults: Faults,
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("dir", &self.dir)
+            .field("version", &self.last.as_ref().map(|(v, _)| v))
+            .field("fsync", &self.fsync)
+            .field("resync", &self.resync)
+            .finish()
+    }
+}
+
+impl Writer {
+    /// A writer for `dir`; touches nothing until [`sweep`](Writer::sweep) or
+    /// [`write`](Writer::write). Fsync is off.
+    pub fn new(dir: impl Into<PathBuf>) -> Writer {
+        Writer {
+            dir: dir.into(),
+            last: None,
+            fsync: false,
+            resync: false,
+            needs_sweep: false,
+            faults: Faults::default(),
+        }
+    }
+
+    /// The snapshot directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fsync every written file and the version directory before the switch, and the
+    /// snapshot directory after it. Off by default: the files are a cache of the API server,
+    /// and a killed process already leaves a complete snapshot without it; only a power loss
+    /// needs it.
+    pub fn set_fsync(&mut self, on: bool) {
+        self.fsync = on;
+    }
+
+    /// Start-up sweep of what a killed predecessor left: a stale `..data_tmp` and
+    /// `..link_tmp` (when links), version directories `..<timestamp>.<hex>` that `..data`
+    /// does not point to, and key links `NAME -> ..data/NAME` that dangle. Creates the
+    /// directory (0755, with its parents) when missing. Never touches other names: plain
+    /// files, directories, or links that do not point to `..data/<their own name>`.
+    ///
+    /// Returns the names removed, sorted. When it removed a version older than the current
+    /// one (the predecessor died after its switch, maybe before its renames), the next
+    /// [`write`](Writer::write) renames every key's link once, even if no byte changed, so
+    /// that watchers of single files see the switch they may have missed. The age comes from
+    /// the names' timestamps: a wall clock stepped back can make that renaming missing or
+    /// needless, never the files wrong.
+    ///
+    /// Errors: the directory cannot be created or read, `..data` is not a symlink, or a
+    /// leftover cannot be removed.
+    pub fn sweep(&mut self) -> Result<Vec<String>, Error> {
+        let (removed, after_switch) = self.sweep_dir()?;
+        if after_switch {
+            self.resync = true;
+        }
+        Ok(removed)
+    }
+
+    /// The files of the current snapshot, `None` when there is no `..data` yet. Reads
+    /// `..data`, then its version directory (regular files with valid key names) unless that
+    /// is the version this writer last wrote or read.
+    ///
+    /// Errors: `..data` is not a symlink, points to something that is not a version
+    /// directory name, dangles, or its version holds more than [`MAX_FILES`] files or
+    /// [`MAX_BYTES`] bytes.
+    pub fn current(&self) -> Result<Option<Files>, Error> {
+        let data = self.dir.join(DATA);
+        match read_data_link(&data)? {
+            None => Ok(None),
+            Some(DataLink::Version(name)) => match &self.last {
+                Some((cached, files)) if *cached == name => Ok(Some(files.clone())),
+                _ => read_version(&self.dir.join(name)).map(Some),
+            },
+            Some(DataLink::Other(target)) => Err(err(
+                "read link",
+                data,
+                invalid_data(format!(
+                    "points to {target:?}, not a version directory of this writer"
+                )),
+            )),
+        }
+    }
+
+    /// Writes `files` as the new snapshot:
+    ///
+    /// 1. Validate every key ([`validate_key`]) and the size ([`MAX_FILES`], [`MAX_BYTES`]):
+    ///    on any error nothing is touched.
+    /// 2. `old = readlink(DIR/..data)` (missing on the first write) and its files (cached
+    ///    from the last write while `..data` still names it, else read from disk). A
+    ///    dangling `..data`, or one pointing elsewhere, counts as no snapshot.
+    /// 3. Every file exists in `old` with the same bytes, its link is in place and nothing
+    ///    must go: return [`Outcome::Unchanged`] (only reads, no modifying syscall, no
+    ///    inotify event). Once after an interrupted switch ([`Writer::sweep`]) or a failed
+    ///    rename, every key counts as changed.
+    /// 4. Make `DIR/..YYYY_MM_DD_HH_MM_SS.<9-digit nanos><8 hex>` (0755, UTC) and put every
+    ///    file in it (0644): a file whose bytes equal the old version's is hard-linked from
+    ///    it, else (or if linking fails) written. On any error from here to the switch the
+    ///    new version directory and the links made in step 5 are removed and the old
+    ///    snapshot stays as it was.
+    /// 5. For each new key: `symlink("..data/KEY", DIR/KEY)` (dangling until the switch; a
+    ///    name in the way that is not our link is replaced through `..link_tmp` + rename).
+    /// 6. `symlink(<version>, DIR/..data_tmp)`, `rename` over `DIR/..data`: the one atomic
+    ///    switch.
+    /// 7. For each key whose bytes changed, in [`rename_order`]: `symlink("..data/KEY",
+    ///    DIR/..link_tmp)`, `rename` over `DIR/KEY` (the `IN_MOVED_TO` that plain Envoy
+    ///    `path:` subscriptions wait for). A new key whose link was already there (left by
+    ///    an interrupted write) is renamed here too, since it shows its bytes only now.
+    /// 8. Unlink the links of removed keys.
+    /// 9. Remove the old version directory.
+    ///
+    /// With fsync on, files and the version directory are synced before step 6 and the
+    /// snapshot directory after steps 6 and 9. The snapshot directory is created when
+    /// missing.
+    ///
+    /// An error after step 6 (the new snapshot is live, as [`current`](Writer::current)
+    /// shows) is returned after the remaining steps ran; the next write repeats what was
+    /// missed, renaming every key if a rename failed. Reading `old` from disk (once per
+    /// process) opens the old version directory, which a watcher of `DIR` sees as
+    /// `IN_OPEN`/`IN_ACCESS` on `..<version>`: events Envoy does not listen to.
+    pub fn write(&mut self, files: &Files) -> Result<Outcome, Error> {
+        // 1. Validate everything before touching anything.
+        let dir = self.dir.clone();
+        check_files(&dir, files)?;
+        if self.needs_sweep && self.sweep_dir().is_ok() {
+            self.needs_sweep = false;
+        }
+
+        // 2. The current version and its files.
+        let data = dir.join(DATA);
+        let old: Option<(String, Files)> = match read_data_link(&data)? {
+            Some(DataLink::Version(name)) => match self.last.take() {
+                Some((cached, cached_files)) if cached == name => Some((name, cached_files)),
+                _ => {
+                    let vdir = dir.join(&name);
+                    match fs::symlink_metadata(&vdir) {
+                        Ok(meta) if meta.is_dir() => Some((name, read_version(&vdir)?)),
+                        Ok(_) => None,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(err("stat", vdir, e)),
+                    }
+                }
+            },
+            Some(DataLink::Other(_)) | None => None,
+        };
+        let old_files = old.as_ref().map(|(_, f)| f);
+
+        let mut added: Vec<String> = Vec::new();
+        let mut changed: Vec<String> = Vec::new();
+        let mut pre_link: Vec<&str> = Vec::new();
+        let mut post_rename: Vec<&str> = Vec::new();
+        for (key, bytes) in files {
+            let ours = match is_our_link(&dir, key) {
+                Ok(ours) => ours,
+                Err(e) => {
+                    self.last = old;
+                    return Err(e);
+                }
+            };
+            match old_files.and_then(|f| f.get(key)) {
+                None => {
+                    added.push(key.clone());
+                    if ours {
+                        // A link left by an interrupted write: it shows the new bytes only
+                        // after the switch, so rename it then.
+                        post_rename.push(key);
+                    } else {
+                        pre_link.push(key);
+                    }
+                }
+                Some(prev) if prev != bytes => {
+                    changed.push(key.clone());
+                    post_rename.push(key);
+                }
+                Some(_) if !ours => {
+                    added.push(key.clone());
+                    pre_link.push(key);
+                }
+                Some(_) if self.resync => {
+                    changed.push(key.clone());
+                    post_rename.push(key);
+                }
+                Some(_) => {}
+            }
+        }
+        let removed: Vec<String> = old_files
+            .map(|f| {
+                f.keys()
+                    .filter(|k| !files.contains_key(*k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        // 3. Nothing to do: touch nothing.
+        if old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() {
+            self.last = old;
+            self.resync = false;
+            return Ok(Outcome::Unchanged);
+        }
+
+        // 4. The new version directory, every file in it.
+        let (version, vdir) = match make_version_dir(&mut self.faults, &dir) {
+            Ok(made) => made,
+            Err(e) => {
+                self.last = old;
+                return Err(e);
+            }
+        };
+        let mut bytes_total: u64 = 0;
+        let mut step4 = Ok(());
+        for (key, bytes) in files {
+            bytes_total += bytes.len() as u64;
+            let dst = vdir.join(key);
+            let same = match &old {
+                Some((old_version, f)) if f.get(key) == Some(bytes) => {
+                    Some(dir.join(old_version).join(key))
+                }
+                _ => None,
+            };
+            let linked = same
+                .is_some_and(|src| try_hard_link(&mut self.faults, &src, &dst, bytes.len() as u64));
+            if !linked {
+                step4 = write_file(&mut self.faults, &dst, bytes, self.fsync);
+                if step4.is_err() {
+                    break;
+                }
+            }
+        }
+        if step4.is_ok() && self.fsync {
+            step4 = fsync_dir(&vdir);
+        }
+        if let Err(e) = step4 {
+            self.abort(&dir, &vdir, &[]);
+            self.last = old;
+            return Err(e);
+        }
+
+        // 5. Links of new keys, before the switch.
+        let mut created: Vec<&str> = Vec::new();
+        for key in &pre_link {
+            let link = dir.join(key);
+            let target = link_target(key);
+            let made = match fs::symlink_metadata(&link) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    make_symlink(&mut self.faults, &target, &link)
+                }
+                Ok(_) => place_link(&mut self.faults, &dir.join(LINK_TMP), &target, &link),
+                Err(e) => Err(err("stat", &link, e)),
+            };
+            if let Err(e) = made {
+                self.abort(&dir, &vdir, &created);
+                self.last = old;
+                return Err(e);
+            }
+            created.push(key);
+        }
+
+        // 6. The switch.
+        if let Err(e) = place_link(&mut self.faults, &dir.join(DATA_TMP), &version, &data) {
+            self.abort(&dir, &vdir, &created);
+            self.last = old;
+            return Err(e);
+        }
+        let old_version = old.map(|(name, _)| name);
+        self.last = Some((version.clone(), files.clone()));
+        let mut first: Option<Error> = None;
+        if self.fsync {
+            if let Err(e) = fsync_dir(&dir) {
+                first.get_or_insert(e);
+            }
+        }
+
+        // 7. Rename a fresh link over each changed key, providers first.
+        let mut renamed_all = true;
+        for key in rename_order(files, &post_rename) {
+            let link = dir.join(key);
+            if let Err(e) = place_link(
+                &mut self.faults,
+                &dir.join(LINK_TMP),
+                &link_target(key),
+                &link,
+            ) {
+                renamed_all = false;
+                first.get_or_insert(e);
+            }
+        }
+        self.resync = !renamed_all;
+
+        // 8. Links of removed keys.
+        for key in &removed {
+            let link = dir.join(key);
+            let gone = match is_our_link(&dir, key) {
+                Ok(true) => self
+                    .faults
+                    .gate()
+                    .and_then(|()| remove_file_if_present(&link)),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e.source),
+            };
+            if let Err(e) = gone {
+                self.needs_sweep = true;
+                first.get_or_insert(err("remove", link, e));
+            }
+        }
+
+        // 9. The old version directory.
+        if let Some(name) = old_version {
+            let path = dir.join(name);
+            if let Err(e) = remove_dir_if_present(&mut self.faults, &path) {
+                self.needs_sweep = true;
+                first.get_or_insert(e);
+            }
+        }
+        if self.fsync {
+            if let Err(e) = fsync_dir(&dir) {
+                first.get_or_insert(e);
+            }
+        }
+
+        match first {
+            Some(e) => Err(e),
+            None => Ok(Outcome::Written {
+                version,
+                added,
+                changed,
+                removed,
+                bytes: bytes_total,
+            }),
+        }
+    }
+
+    /// Undoes steps 4 to 6 after an error before the switch: the links made in step 5, a
+    /// `..data_tmp`, the new version directory. A failure here leaves junk for the sweep
+    /// before the next write, never a broken snapshot.
+    fn abort(&mut self, dir: &Path, vdir: &Path, created: &[&str]) {
+        let mut clean = true;
+        for key in created {
+            let link = dir.join(key);
+            clean &= match is_our_link(dir, key) {
+                Ok(true) => self
+                    .faults
+                    .gate()
+                    .and_then(|()| remove_file_if_present(&link))
+                    .is_ok(),
+                Ok(false) => true,
+                Err(_) => false,
+            };
+        }
+        let tmp = dir.join(DATA_TMP);
+        clean &= match fs::symlink_metadata(&tmp) {
+            Ok(meta) if meta.file_type().is_symlink() => self
+                .faults
+                .gate()
+                .and_then(|()| remove_file_if_present(&tmp))
+                .is_ok(),
+            Ok(_) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        };
+        clean &= remove_dir_if_present(&mut self.faults, vdir).is_ok();
+        if !clean {
+            self.needs_sweep = true;
+        }
+    }
+
+    /// The sweep; also says whether a version older than the current one was removed.
+    fn sweep_dir(&mut self) -> Result<(Vec<String>, bool), Error> {
+        let dir = self.dir.clone();
+        match fs::symlink_metadata(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(DIR_MODE)
+                    .create(&dir)
+                    .map_err(|e| err("create dir", &dir, e))?;
+                return Ok((Vec::new(), false));
+            }
+            Err(e) => return Err(err("stat", &dir, e)),
+        }
+        let data = dir.join(DATA);
+        // A `..data` pointing at something else keeps nothing: every version is an orphan.
+        let current: Option<String> = match read_data_link(&data)? {
+            Some(DataLink::Version(name)) => Some(name),
+            Some(DataLink::Other(_)) | None => None,
+        };
+
+        let mut removed = Vec::new();
+        let mut after_switch = false;
+        let entries = fs::read_dir(&dir).map_err(|e| err("read dir", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| err("read dir", &dir, e))?;
+            let name = entry.file_name();
+            let bytes = name.as_bytes();
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| err("stat", &path, e))?;
+            if bytes == DATA_TMP.as_bytes() || bytes == LINK_TMP.as_bytes() {
+                if !kind.is_symlink() {
+                    continue;
+                }
+                self.faults
+                    .gate()
+                    .and_then(|()| remove_file_if_present(&path))
+                    .map_err(|e| err("remove", &path, e))?;
+            } else if is_version_name(bytes) {
+                if !kind.is_dir() || current.as_deref().map(str::as_bytes) == Some(bytes) {
+                    continue;
+                }
+                remove_dir_if_present(&mut self.faults, &path)?;
+                if current.as_ref().is_some_and(|c| bytes < c.as_bytes()) {
+                    after_switch = true;
+                }
+            } else if kind.is_symlink() {
+                let target = match fs::read_link(&path) {
+                    Ok(target) => target,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(err("read link", &path, e)),
+                };
+                let ours = target
+                    .as_os_str()
+                    .as_bytes()
+                    .strip_prefix(b"..data/")
+                    .is_some_and(|rest| rest == bytes);
+                let dangling =
+                    matches!(fs::metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound);
+                if !ours || !dangling {
+                    continue;
+                }
+                self.faults
+                    .gate()
+                    .and_then(|()| remove_file_if_present(&path))
+                    .map_err(|e| err("remove", &path, e))?;
+            } else {
+                continue;
+            }
+            removed.push(name.to_string_lossy().into_owned());
+        }
+        removed.sort();
+        Ok((removed, after_switch))
+    }
+}
+
+/// Step 1: every key valid, the snapshot within [`MAX_FILES`] and [`MAX_BYTES`].
+fn check_files(dir: &Path, files: &Files) -> Result<(), Error> {
+    let invalid = |msg: String| {
+        err(
+            "validate",
+            dir,
+            io::Error::new(io::ErrorKind::InvalidInput, msg),
+        )
+    };
+    if files.len() > MAX_FILES {
+        return Err(invalid(format!(
+            "snapshot of {} files, more than {MAX_FILES}",
+            files.len()
+        )));
+    }
+    let mut total: u64 = 0;
+    for (key, bytes) in files {
+        validate_key(key).map_err(invalid)?;
+        total = total.saturating_add(bytes.len() as u64);
+    }
+    if total > MAX_BYTES {
+        return Err(invalid(format!(
+            "snapshot of {total} bytes, more than {MAX_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// What `..data` points to.
+enum DataLink {
+    /// A name this writer can have made: one component starting with `..`.
+    Version(String),
+    /// Anything else, shown for the error.
+    Other(String),
+}
+
+/// Reads `DIR/..data`: `None` when missing, an error when it is not a symlink.
+fn read_data_link(data: &Path) -> Result<Option<DataLink>, Error> {
+    match fs::read_link(data) {
+        Ok(target) => Ok(Some(match target.to_str() {
+            Some(name) if is_version_ref(name) => DataLink::Version(name.to_string()),
+            _ => DataLink::Other(target.to_string_lossy().into_owned()),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(err(
+            "read link",
+            data,
+            invalid_data(
+                "not a symbolic link (names starting with '..' belong to the snapshot writer)"
+                    .to_string(),
+            ),
+        )),
+        Err(e) => Err(err("read link", data, e)),
+    }
+}
+
+/// A `..data` target that names a sibling the writer can own: one component starting with
+/// `..`, none of the fixed names.
+fn is_version_ref(name: &str) -> bool {
+    name.len() > 2
+        && name.len() <= 255
+        && name.starts_with("..")
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name != DATA
+        && name != DATA_TMP
+        && name != LINK_TMP
+}
+
+/// A version directory name: `..YYYY_MM_DD_HH_MM_SS.` then 1 to 64 lowercase hex digits
+/// (also matches the kubelet's decimal suffixes).
+fn is_version_name(name: &[u8]) -> bool {
+    const STAMP: &[u8] = b"..dddd_dd_dd_dd_dd_dd.";
+    let Some((head, tail)) = name.split_at_checked(STAMP.len()) else {
+        return false;
+    };
+    let head_ok = head.iter().zip(STAMP).all(|(b, p)| match p {
+        b'd' => b.is_ascii_digit(),
+        _ => b == p,
+    });
+    head_ok
+        && !tail.is_empty()
+        && tail.len() <= 64
+        && tail
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+/// `..data/KEY`, the target of every key link.
+fn link_target(key: &str) -> String {
+    format!("{DATA}/{key}")
+}
+
+/// Whether `DIR/KEY` is this writer's link `-> ..data/KEY`. Missing or not a link: false.
+fn is_our_link(dir: &Path, key: &str) -> Result<bool, Error> {
+    let link = dir.join(key);
+    match fs::read_link(&link) {
+        Ok(target) => Ok(target.as_os_str().as_bytes() == link_target(key).as_bytes()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(err("read link", link, e)),
+    }
+}
+
+/// The files of one version directory: regular files with valid key names, bounded by
+/// [`MAX_FILES`] and [`MAX_BYTES`].
+fn read_version(vdir: &Path) -> Result<Files, Error> {
+    let mut files = Files::new();
+    let mut total: u64 = 0;
+    let entries = fs::read_dir(vdir).map_err(|e| err("read dir", vdir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| err("read dir", vdir, e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if validate_key(&name).is_err() {
+            continue;
+        }
+        let path = entry.path();
+        if !entry
+            .file_type()
+            .map_err(|e| err("stat", &path, e))?
+            .is_file()
+        {
+            continue;
+        }
+        if files.len() >= MAX_FILES {
+            return Err(err(
+                "read dir",
+                vdir,
+                invalid_data(format!("more than {MAX_FILES} files")),
+            ));
+        }
+        let room = MAX_BYTES - total;
+        let mut content = Vec::new();
+        File::open(&path)
+            .and_then(|f| f.take(room + 1).read_to_end(&mut content))
+            .map_err(|e| err("read", &path, e))?;
+        let len = content.len() as u64;
+        if len > room {
+            return Err(err(
+                "read dir",
+                vdir,
+                invalid_data(format!("snapshot larger than {MAX_BYTES} bytes")),
+            ));
+        }
+        total += len;
+        files.insert(name, content);
+    }
+    Ok(files)
+}
+
+/// Step 4: a fresh version directory, 0755 whatever the umask. Creates the snapshot
+/// directory when missing.
+fn make_version_dir(fx: &mut Faults, dir: &Path) -> Result<(String, PathBuf), Error> {
+    let mut made_parent = false;
+    for _ in 0..NAME_ATTEMPTS {
+        let name = version_name(now(), random_u64());
+        let path = dir.join(&name);
+        match fx
+            .gate()
+            .and_then(|()| fs::DirBuilder::new().mode(DIR_MODE).create(&path))
+        {
+            Ok(()) => {
+                if let Err(e) = fs::set_permissions(&path, Permissions::from_mode(DIR_MODE)) {
+                    let _ = fs::remove_dir(&path);
+                    return Err(err("chmod", path, e));
+                }
+                return Ok((name, path));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !made_parent => {
+                made_parent = true;
+                fx.gate()
+                    .and_then(|()| {
+                        fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(DIR_MODE)
+                            .create(dir)
+                    })
+                    .map_err(|e| err("create dir", dir, e))?;
+            }
+            Err(e) => return Err(err("create dir", path, e)),
+        }
+    }
+    Err(err(
+        "create dir",
+        dir,
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("no free version directory name after {NAME_ATTEMPTS} attempts"),
+        ),
+    ))
+}
+
+/// Step 4 for an unchanged file: hard-link it from the old version when it is still a
+/// regular file of the expected size. False when it could not: write it instead.
+fn try_hard_link(fx: &mut Faults, src: &Path, dst: &Path, len: u64) -> bool {
+    match fs::symlink_metadata(src) {
+        Ok(meta) if meta.is_file() && meta.len() == len => {}
+        _ => return false,
+    }
+    fx.gate().and_then(|()| fs::hard_link(src, dst)).is_ok()
+}
+
+/// Step 4: a new file, 0644 whatever the umask.
+fn write_file(fx: &mut Faults, path: &Path, bytes: &[u8], fsync: bool) -> Result<(), Error> {
+    let mut file = fx
+        .gate()
+        .and_then(|()| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(path)
+        })
+        .map_err(|e| err("create", path, e))?;
+    fx.gate()
+        .and_then(|()| file.write_all(bytes))
+        .map_err(|e| err("write", path, e))?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(|e| err("chmod", path, e))?;
+    if fsync {
+        file.sync_all().map_err(|e| err("fsync", path, e))?;
+    }
+    Ok(())
+}
+
+fn fsync_dir(path: &Path) -> Result<(), Error> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err("fsync", path, e))
+}
+
+fn make_symlink(fx: &mut Faults, target: &str, link: &Path) -> Result<(), Error> {
+    fx.gate()
+        .and_then(|()| symlink(target, link))
+        .map_err(|e| err("symlink", link, e))
+}
+
+/// `symlink(target, tmp)` then `rename(tmp, dst)`: `dst` switches at once, with the
+/// `IN_MOVED_TO` that names it. A stale `tmp` is replaced; after a failed rename `tmp` is
+/// removed when possible.
+fn place_link(fx: &mut Faults, tmp: &Path, target: &str, dst: &Path) -> Result<(), Error> {
+    match make_symlink(fx, target, tmp) {
+        Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
+            fx.gate()
+                .and_then(|()| fs::remove_file(tmp))
+                .map_err(|e| err("remove", tmp, e))?;
+            make_symlink(fx, target, tmp)?;
+        }
+        other => other?,
+    }
+    if let Err(e) = fx.gate().and_then(|()| fs::rename(tmp, dst)) {
+        let _ = fx.gate().and_then(|()| remove_file_if_present(tmp));
+        return Err(err("rename", dst, e));
+    }
+    Ok(())
+}
+
+fn remove_file_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn remove_dir_if_present(fx: &mut Faults, path: &Path) -> Result<(), Error> {
+    match fx.gate().and_then(|()| fs::remove_dir_all(path)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| err("remove dir", path, e)),
+    }
+}
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// `..YYYY_MM_DD_HH_MM_SS.<9-digit nanos><8 hex>`, UTC: names sort by time.
+fn version_name(since_epoch: Duration, random: u64) -> String {
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let of_day = secs % 86_400;
+    format!(
+        "..{year:04}_{month:02}_{day:02}_{:02}_{:02}_{:02}.{:09}{:08x}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_nanos(),
+        random & 0xffff_ffff
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A xorshift64 step over a seed from the time, the process id and a counter: enough to
+/// keep version names of one second apart, not for secrets.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = now().as_nanos() as u64;
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64 finalizer, so that close seeds give unrelated values.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    if x == 0 {
+        x = 0x2545_f491_4f6c_dd1d;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// Fault injection for the tests: every modifying syscall passes `gate` first. Outside
+/// tests it is empty and always passes.
+#[derive(Default)]
+struct Faults {
+    #[cfg(test)]
+    plan: Option<FaultPlan>,
+}
+
+#[cfg(test)]
+struct FaultPlan {
+    /// The index of the modifying syscall that fails.
+    at: usize,
+    /// Every later one fails too: the process was killed there.
+    kill: bool,
+    seen: usize,
+    hit: bool,
+}
+
+impl Faults {
+    fn gate(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(plan) = self.plan.as_mut() {
+            let index = plan.seen;
+            plan.seen += 1;
+            if index == plan.at || (plan.kill && index > plan.at) {
+                plan.hit = true;
+                return Err(io::Error::other("injected fault"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "snapshot-test-{tag}-{}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed),
+                now().subsec_nanos()
+            ));
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::set_permissions(&self.0, Permissions::from_mode(0o755));
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn files(pairs: &[(&str, &[u8])]) -> Files {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Node {
+        Link(String),
+        File(Vec<u8>),
+        Dir(BTreeMap<String, Node>),
+    }
+
+    /// Everything under `dir`, links not followed.
+    fn layout(dir: &Path) -> BTreeMap<String, Node> {
+        let mut out = BTreeMap::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            let kind = entry.file_type().unwrap();
+            let node = if kind.is_symlink() {
+                Node::Link(
+                    fs::read_link(entry.path())
+                        .unwrap()
+                        .into_os_string()
+                        .into_string()
+                        .unwrap(),
+                )
+            } else if kind.is_dir() {
+                Node::Dir(layout(&entry.path()))
+            } else {
+                Node::File(fs::read(entry.path()).unwrap())
+            };
+            out.insert(name, node);
+        }
+        out
+    }
+
+    /// The directory holds exactly the snapshot `files` (plus `foreign` names), every link
+    /// relative and every key readable through its link.
+    fn assert_converged(dir: &Path, want: &Files, foreign: &[&str]) -> String {
+        let got = layout(dir);
+        let Some(Node::Link(version)) = got.get(DATA) else {
+            panic!("no ..data link in {got:?}");
+        };
+        assert!(is_version_name(version.as_bytes()), "version {version}");
+        let Some(Node::Dir(content)) = got.get(version) else {
+            panic!("no version dir {version} in {got:?}");
+        };
+        let want_content: BTreeMap<String, Node> = want
+            .iter()
+            .map(|(k, v)| (k.clone(), Node::File(v.clone())))
+            .collect();
+        assert_eq!(*content, want_content);
+        for key in want.keys() {
+            assert_eq!(got.get(key), Some(&Node::Link(format!("..data/{key}"))));
+            assert_eq!(&fs::read(dir.join(key)).unwrap(), &want[key]);
+        }
+        let known = 2 + want.len() + foreign.len();
+        assert_eq!(got.len(), known, "unexpected names in {:?}", got.keys());
+        for name in foreign {
+            assert!(got.contains_key(*name), "foreign {name} gone");
+        }
+        version.clone()
+    }
+
+    fn link_ino(path: &Path) -> (u64, i64, i64) {
+        let meta = fs::symlink_metadata(path).unwrap();
+        (meta.ino(), meta.mtime(), meta.mtime_nsec())
+    }
+
+    const LDS: &[u8] = b"version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: main\n";
+    const LDS2: &[u8] = b"version_info: \"2\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: main\n";
+    const CDS: &[u8] = br#"{"version_info":"1","resources":[{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"a"}]}"#;
+    const CDS2: &[u8] = br#"{"version_info":"2","resources":[{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"b"}]}"#;
+    const EDS: &[u8] = b"resources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: a\n";
+    const EDS2: &[u8] = b"resources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: b\n";
+
+    #[test]
+    fn validate_key_table() {
+        let long_ok = "a".repeat(253);
+        let long_bad = "a".repeat(254);
+        let cases: &[(&str, Option<&str>)] = &[
+            ("lds.yaml", None),
+            ("a", None),
+            (".hidden", None),
+            ("-x_y.z-", None),
+            ("A9", None),
+            ("a..b", None),
+            (".a.", None),
+            (&long_ok, None),
+            ("", Some("key \"\": must not be empty")),
+            (
+                "../x",
+                Some("key \"../x\": must consist of alphanumeric characters, '-', '_' or '.'"),
+            ),
+            (
+                "a/b",
+                Some("key \"a/b\": must consist of alphanumeric characters, '-', '_' or '.'"),
+            ),
+            (
+                "é",
+                Some("key \"é\": must consist of alphanumeric characters, '-', '_' or '.'"),
+            ),
+            (
+                "a b",
+                Some("key \"a b\": must consist of alphanumeric characters, '-', '_' or '.'"),
+            ),
+            (
+                "a\0",
+                Some("key \"a\\0\": must consist of alphanumeric characters, '-', '_' or '.'"),
+            ),
+            (".", Some("key \".\": must not be '.' or '..'")),
+            ("..", Some("key \"..\": must not be '.' or '..'")),
+            (
+                "..data",
+                Some("key \"..data\": must not start with '..' (reserved for the snapshot writer)"),
+            ),
+            (
+                "...",
+                Some("key \"...\": must not start with '..' (reserved for the snapshot writer)"),
+            ),
+        ];
+        for (key, want) in cases {
+            assert_eq!(validate_key(key).err().as_deref(), *want, "key {key:?}");
+        }
+        let msg = validate_key(&long_bad).unwrap_err();
+        assert!(
+            msg.starts_with(&format!("key \"{}\"...", "a".repeat(64))),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with("must be no more than 253 characters, got 254"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn xds_rank_table() {
+        let cases: &[(&[u8], u8)] = &[
+            (b"", 0),
+            (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0),
+            (b"#!/bin/sh\necho hi /\n", 0),
+            (b"resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: cert\n", 1),
+            (EDS, 2),
+            (CDS, 3),
+            (b"resources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n", 4),
+            (b"resources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration\n", 4),
+            (b"{\"resources\":[{\"@type\":\"type.googleapis.com/envoy.config.route.v3.VirtualHost\"}]}", 4),
+            (LDS, 5),
+            // A listener embedding other types keeps its own, the highest.
+            (b"- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  filter_chains:\n  - transport_socket:\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n", 5),
+            // Several resource types in one file: the highest.
+            (b"- '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n- '@type': type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n", 3),
+            // Longer names that start like a known one are other types.
+            (b"\"@type\": type.googleapis.com/envoy.config.cluster.v3.ClusterCollection\n", 0),
+            (b"\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener.Sub\n", 0),
+            (b"\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig\n", 0),
+            // A bare name is not a type URL.
+            (b"envoy.config.listener.v3.Listener", 0),
+            // JSON's escaped slash, and a URL at the very end.
+            (b"\"type.googleapis.com\\/envoy.config.cluster.v3.Cluster\"", 3),
+            (b"type.googleapis.com/envoy.config.route.v3.VirtualHost", 4),
+            // Truncated and binary content.
+            (b"type.googleapis.com/envoy.config.listener.v3.Liste", 0),
+            (b"/", 0),
+            (&[0xff, b'/', 0xfe, b'/'], 0),
+        ];
+        for (content, want) in cases {
+            assert_eq!(
+                xds_rank(content),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(content)
+            );
+        }
+    }
+
+    #[test]
+    fn rename_order_table() {
+        let snapshot = files(&[
+            ("z-cert.pem", b"-----BEGIN CERTIFICATE-----\n"),
+            ("a-lds.yaml", LDS),
+            ("b-cds.json", CDS),
+            ("c-eds.yaml", EDS),
+            ("d-eds.yaml", EDS2),
+            ("e-rds.yaml", b"\"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n"),
+            ("f-sds.yaml", b"\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"),
+            ("run.sh", b"#!/bin/sh\n"),
+        ]);
+        let cases: &[(&[&str], &[&str])] = &[
+            (&[], &[]),
+            (&["a-lds.yaml"], &["a-lds.yaml"]),
+            (
+                &[
+                    "a-lds.yaml",
+                    "b-cds.json",
+                    "c-eds.yaml",
+                    "e-rds.yaml",
+                    "f-sds.yaml",
+                    "z-cert.pem",
+                ],
+                &[
+                    "z-cert.pem",
+                    "f-sds.yaml",
+                    "c-eds.yaml",
+                    "b-cds.json",
+                    "e-rds.yaml",
+                    "a-lds.yaml",
+                ],
+            ),
+            // Ties by name, data files first.
+            (
+                &["d-eds.yaml", "run.sh", "c-eds.yaml", "z-cert.pem"],
+                &["run.sh", "z-cert.pem", "c-eds.yaml", "d-eds.yaml"],
+            ),
+            // Unknown keys rank 0; duplicates appear once.
+            (
+                &["a-lds.yaml", "missing", "a-lds.yaml"],
+                &["missing", "a-lds.yaml"],
+            ),
+        ];
+        for (keys, want) in cases {
+            assert_eq!(rename_order(&snapshot, keys), *want, "keys {keys:?}");
+        }
+    }
+
+    #[test]
+    fn version_names() {
+        let cases: &[(u64, u32, u64, &str)] = &[
+            (0, 0, 0, "..1970_01_01_00_00_00.00000000000000000"),
+            (
+                951_782_400,
+                5,
+                0xabc,
+                "..2000_02_29_00_00_00.00000000500000abc",
+            ),
+            (
+                1_777_636_799,
+                999_999_999,
+                0x1_dead_beef,
+                "..2026_05_01_11_59_59.999999999deadbeef",
+            ),
+            (
+                4_102_444_800,
+                1,
+                0,
+                "..2100_01_01_00_00_00.00000000100000000",
+            ),
+        ];
+        for (secs, nanos, random, want) in cases {
+            let name = version_name(Duration::new(*secs, *nanos), *random);
+            assert_eq!(name, *want);
+            assert!(is_version_name(name.as_bytes()), "{name}");
+        }
+        let not_versions: &[&str] = &[
+            "..data",
+            "..data_tmp",
+            "..link_tmp",
+            "..2026_05_01_11_59_59.",
+            "..2026_05_01_11_59_59.12G",
+            "..2026_05_01_11_59_59.ABC",
+            "..2026-05-01_11_59_59.1",
+            ".2026_05_01_11_59_59.1",
+            "lds.yaml",
+        ];
+        for name in not_versions {
+            assert!(!is_version_name(name.as_bytes()), "{name}");
+        }
+        // The kubelet's own names are version names too.
+        assert!(is_version_name(b"..2019_10_18_10_45_29.123456789"));
+        let a = version_name(now(), random_u64());
+        let b = version_name(now(), random_u64());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 39);
+    }
+
+    #[test]
+    fn first_write_layout() {
+        let t = TempDir::new("first");
+        let dir = t.path().join("nested/current");
+        let mut w = Writer::new(&dir);
+        assert_eq!(w.dir(), dir);
+        assert_eq!(w.current().unwrap(), None);
+        let snap = files(&[("lds.yaml", LDS), ("cds.json", CDS), ("ca.pem", b"pem")]);
+        let out = w.write(&snap).unwrap();
+        let Outcome::Written {
+            version,
+            added,
+            changed,
+            removed,
+            bytes,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(added, ["ca.pem", "cds.json", "lds.yaml"]);
+        assert!(changed.is_empty() && removed.is_empty());
+        assert_eq!(bytes, (LDS.len() + CDS.len() + 3) as u64);
+        assert_eq!(fs::read_link(dir.join(DATA)).unwrap(), Path::new(&version));
+        for key in snap.keys() {
+            assert_eq!(
+                fs::read_link(dir.join(key)).unwrap(),
+                PathBuf::from(format!("..data/{key}"))
+            );
+            let meta = fs::metadata(dir.join(&version).join(key)).unwrap();
+            assert_eq!(meta.mode() & 0o777, 0o644, "{key}");
+        }
+        let vmeta = fs::symlink_metadata(dir.join(&version)).unwrap();
+        assert!(vmeta.is_dir());
+        assert_eq!(vmeta.mode() & 0o777, 0o755);
+        assert_eq!(assert_converged(&dir, &snap, &[]), version);
+        assert_eq!(w.current().unwrap(), Some(snap.clone()));
+        assert_eq!(Writer::new(&dir).current().unwrap(), Some(snap));
+    }
+
+    #[test]
+    fn update_adds_changes_removes() {
+        let t = TempDir::new("update");
+        let dir = t.path();
+        let mut w = Writer::new(dir);
+        let v1 = files(&[
+            ("lds.yaml", LDS),
+            ("cds.json", CDS),
+            ("eds-a.yaml", EDS),
+            ("gone.txt", b"bye"),
+        ]);
+        w.write(&v1).unwrap();
+        let old_version = fs::read_link(dir.join(DATA)).unwrap();
+        let before: BTreeMap<&str, (u64, i64, i64)> = v1
+            .keys()
+            .map(|k| (k.as_str(), link_ino(&dir.join(k))))
+            .collect();
+        let v2 = files(&[
+            ("lds.yaml", LDS2),
+            ("cds.json", CDS2),
+            ("eds-a.yaml", EDS),
+            ("eds-b.yaml", EDS2),
+        ]);
+        let out = w.write(&v2).unwrap();
+        let Outcome::Written {
+            version,
+            added,
+            changed,
+            removed,
+            bytes,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(added, ["eds-b.yaml"]);
+        assert_eq!(changed, ["cds.json", "lds.yaml"]);
+        assert_eq!(removed, ["gone.txt"]);
+        assert_eq!(bytes, v2.values().map(|v| v.len() as u64).sum::<u64>());
+        assert_eq!(assert_converged(dir, &v2, &[]), version);
+        assert!(!dir.join(&old_version).exists());
+        // Changed keys got a new link (the rename), the unchanged one kept its own.
+        assert_ne!(link_ino(&dir.join("lds.yaml")).0, before["lds.yaml"].0);
+        assert_ne!(link_ino(&dir.join("cds.json")).0, before["cds.json"].0);
+        assert_eq!(link_ino(&dir.join("eds-a.yaml")), before["eds-a.yaml"]);
+        // A fresh writer (another process) reads the same snapshot from disk.
+        assert_eq!(Writer::new(dir).current().unwrap(), Some(v2.clone()));
+        // Everything removed: an empty snapshot, still switched.
+        let out = w.write(&Files::new()).unwrap();
+        assert!(
+            matches!(&out, Outcome::Written { removed, bytes: 0, .. } if removed.len() == 4),
+            "{out:?}"
+        );
+        assert_converged(dir, &Files::new(), &[]);
+        assert_eq!(w.write(&Files::new()).unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn empty_first_write_makes_a_snapshot() {
+        let t = TempDir::new("empty");
+        let mut w = Writer::new(t.path());
+        assert!(matches!(
+            w.write(&Files::new()).unwrap(),
+            Outcome::Written { .. }
+        ));
+        assert_eq!(w.current().unwrap(), Some(Files::new()));
+        assert_converged(t.path(), &Files::new(), &[]);
+    }
+
+    #[test]
+    fn unchanged_write_touches_nothing() {
+        let t = TempDir::new("unchanged");
+        let dir = t.path();
+        let snap = files(&[("lds.yaml", LDS), ("cds.json", CDS), ("bin", &[0, 1, 2])]);
+        let mut w = Writer::new(dir);
+        w.write(&snap).unwrap();
+        let version = fs::read_link(dir.join(DATA)).unwrap();
+        let stamp = |dir: &Path| -> Vec<(String, (u64, i64, i64))> {
+            let mut names: Vec<PathBuf> =
+                vec![dir.to_path_buf(), dir.join(DATA), dir.join(&version)];
+            for key in snap.keys() {
+                names.push(dir.join(key));
+                names.push(dir.join(&version).join(key));
+            }
+            names
+                .iter()
+                .map(|p| (p.display().to_string(), link_ino(p)))
+                .collect()
+        };
+        let before = stamp(dir);
+        let layout_before = layout(dir);
+        std::thread::sleep(Duration::from_millis(20));
+        // The same writer (cached), then a fresh one that reads from disk.
+        assert_eq!(w.write(&snap).unwrap(), Outcome::Unchanged);
+        let mut fresh = Writer::new(dir);
+        assert_eq!(fresh.write(&snap).unwrap(), Outcome::Unchanged);
+        assert_eq!(fresh.write(&snap.clone()).unwrap(), Outcome::Unchanged);
+        assert_eq!(stamp(dir), before);
+        assert_eq!(layout(dir), layout_before);
+        assert_eq!(fs::read_link(dir.join(DATA)).unwrap(), version);
+    }
+
+    #[test]
+    fn missing_link_is_made_again() {
+        let t = TempDir::new("relink");
+        let dir = t.path();
+        let snap = files(&[("lds.yaml", LDS), ("cds.json", CDS)]);
+        let mut w = Writer::new(dir);
+        w.write(&snap).unwrap();
+        fs::remove_file(dir.join("cds.json")).unwrap();
+        let out = w.write(&snap).unwrap();
+        assert!(
+            matches!(&out, Outcome::Written { added, changed, .. } if added == &["cds.json"] && changed.is_empty()),
+            "{out:?}"
+        );
+        assert_converged(dir, &snap, &[]);
+    }
+
+    #[test]
+    fn invalid_keys_leave_the_snapshot_intact() {
+        let t = TempDir::new("invalid");
+        let dir = t.path();
+        let mut w = Writer::new(dir);
+        let good = files(&[("lds.yaml", LDS)]);
+        w.write(&good).unwrap();
+        let before = layout(dir);
+        let long = "k".repeat(254);
+        for bad in ["a/b", "../x", "..data", ".", "", long.as_str(), "é", "/abs"] {
+            let mut snap = files(&[("lds.yaml", LDS2), ("new.yaml", b"x")]);
+            snap.insert(bad.to_string(), b"evil".to_vec());
+            let e = w.write(&snap).unwrap_err();
+            assert_eq!(e.op, "validate", "{bad:?}");
+            assert_eq!(e.source.kind(), io::ErrorKind::InvalidInput);
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("validate {}: key ", dir.display())),
+                "{text}"
+            );
+            let shown = if bad.len() > 64 {
+                format!("\"{}", &bad[..64])
+            } else {
+                format!("{bad:?}")
+            };
+            assert!(text.contains(&shown), "{text}");
+            assert_eq!(layout(dir), before, "{bad:?}");
+        }
+        assert!(!t.path().join("x").exists() && !t.path().parent().unwrap().join("x").exists());
+        assert_eq!(w.current().unwrap(), Some(good));
+    }
+
+    #[test]
+    fn too_many_files_rejected() {
+        let t = TempDir::new("many");
+        let mut w = Writer::new(t.path());
+        let snap: Files = (0..=MAX_FILES)
+            .map(|i| (format!("f{i}"), Vec::new()))
+            .collect();
+        let e = w.write(&snap).unwrap_err();
+        assert_eq!(e.op, "validate");
+        assert!(
+            e.to_string()
+                .ends_with("snapshot of 10001 files, more than 10000"),
+            "{e}"
+        );
+        assert!(layout(t.path()).is_empty());
+    }
+
+    #[test]
+    fn binary_content_byte_for_byte() {
+        let t = TempDir::new("binary");
+        let dir = t.path();
+        let all: Vec<u8> = (0..=255u8).rev().chain(0..=255u8).collect();
+        let snap = files(&[
+            ("all.bin", &all),
+            ("bad-utf8", &[0xc3, 0x28, 0xa0, 0xa1, 0xff, 0, b'\n']),
+            ("empty", b""),
+            ("crlf.txt", b"a\r\nb\r\n"),
+        ]);
+        let mut w = Writer::new(dir);
+        w.write(&snap).unwrap();
+        for (key, bytes) in &snap {
+            assert_eq!(&fs::read(dir.join(key)).unwrap(), bytes, "{key}");
+        }
+        assert_eq!(Writer::new(dir).current().unwrap(), Some(snap.clone()));
+        assert_eq!(Writer::new(dir).write(&snap).unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn hard_linked_files_outlive_the_old_version() {
+        let t = TempDir::new("hardlink");
+        let dir = t.path();
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = Writer::new(dir);
+        w.write(&files(&[("big.bin", &big), ("lds.yaml", LDS)]))
+            .unwrap();
+        let old_version = fs::read_link(dir.join(DATA)).unwrap();
+        let old_ino = fs::metadata(dir.join(&old_version).join("big.bin"))
+            .unwrap()
+            .ino();
+        // A fresh writer (no cache) links it too: the bytes are compared with the disk.
+        let mut w = Writer::new(dir);
+        let v2 = files(&[("big.bin", &big), ("lds.yaml", LDS2)]);
+        w.write(&v2).unwrap();
+        assert!(!dir.join(&old_version).exists());
+        let meta = fs::metadata(dir.join("big.bin")).unwrap();
+        assert_eq!(meta.ino(), old_ino, "not hard-linked");
+        assert_eq!(meta.nlink(), 1);
+        assert_eq!(fs::read(dir.join("big.bin")).unwrap(), big);
+        assert_converged(dir, &v2, &[]);
+        // A file changed behind the writer's back (wrong size) is written, not linked.
+        let version = fs::read_link(dir.join(DATA)).unwrap();
+        let path = dir.join(&version).join("big.bin");
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"short").unwrap();
+        let mut w = Writer::new(dir);
+        let out = w
+            .write(&files(&[("big.bin", &big), ("lds.yaml", LDS)]))
+            .unwrap();
+        assert!(
+            matches!(&out, Outcome::Written { changed, .. } if changed.contains(&"big.bin".to_string())),
+            "{out:?}"
+        );
+        assert_eq!(fs::read(dir.join("big.bin")).unwrap(), big);
+    }
+
+    #[test]
+    fn sweep_removes_leftovers_and_keeps_foreign_names() {
+        let t = TempDir::new("sweep");
+        let dir = t.path();
+        let snap = files(&[("lds.yaml", LDS), ("cds.json", CDS)]);
+        let mut w = Writer::new(dir);
+        w.write(&snap).unwrap();
+        let current = fs::read_link(dir.join(DATA))
+            .unwrap()
+            .into_os_string()
+            .into_string()
+            .unwrap();
+        // Leftovers of killed writers.
+        let older = "..2000_01_01_00_00_00.000000000deadbeef";
+        let newer = "..2999_01_01_00_00_00.000000000deadbeef";
+        for name in [older, newer] {
+            fs::create_dir(dir.join(name)).unwrap();
+            fs::write(dir.join(name).join("lds.yaml"), b"partial").unwrap();
+        }
+        symlink(newer, dir.join(DATA_TMP)).unwrap();
+        symlink("..data/eds.yaml", dir.join(LINK_TMP)).unwrap();
+        symlink("..data/gone.yaml", dir.join("gone.yaml")).unwrap();
+        // Foreign names, all kept.
+        fs::write(dir.join("notes.txt"), b"mine").unwrap();
+        symlink("/nonexistent/target", dir.join("ext-dangling")).unwrap();
+        symlink("..data/other", dir.join("misnamed")).unwrap();
+        symlink("elsewhere/x", dir.join("x")).unwrap();
+        fs::create_dir(dir.join("..not-a-version")).unwrap();
+        fs::create_dir(dir.join("plain-dir")).unwrap();
+        fs::write(dir.join("..2001_01_01_00_00_00.1"), b"a file, not a dir").unwrap();
+        let foreign = [
+            "notes.txt",
+            "ext-dangling",
+            "misnamed",
+            "x",
+            "..not-a-version",
+            "plain-dir",
+            "..2001_01_01_00_00_00.1",
+        ];
+
+        let mut w = Writer::new(dir);
+        let mut removed = w.sweep().unwrap();
+        removed.sort();
+        let mut want = vec![
+            DATA_TMP.to_string(),
+            LINK_TMP.to_string(),
+            older.to_string(),
+            newer.to_string(),
+            "gone.yaml".to_string(),
+        ];
+        want.sort();
+        assert_eq!(removed, want);
+        assert_converged(dir, &snap, &foreign);
+        assert_eq!(fs::read_link(dir.join(DATA)).unwrap(), Path::new(&current));
+        // An older version was left behind: the next write renames every link once.
+        let before = link_ino(&dir.join("lds.yaml"));
+        let out = w.write(&snap).unwrap();
+        assert!(
+            matches!(&out, Outcome::Written { changed, added, .. } if changed.len() == 2 && added.is_empty()),
+            "{out:?}"
+        );
+        assert_ne!(link_ino(&dir.join("lds.yaml")).0, before.0);
+        assert_converged(dir, &snap, &foreign);
+        assert_eq!(w.write(&snap).unwrap(), Outcome::Unchanged);
+        // A clean directory: nothing to remove, nothing forced.
+        assert!(w.sweep().unwrap().is_empty());
+        assert_eq!(w.write(&snap).unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn sweep_of_a_newer_orphan_forces_nothing() {
+        let t = TempDir::new("sweep-newer");
+        let dir = t.path();
+        let snap = files(&[("lds.yaml", LDS)]);
+        Writer::new(dir).write(&snap).unwrap();
+        fs::create_dir(dir.join("..2999_01_01_00_00_00.000000000deadbeef")).unwrap();
+        symlink("..data/new.yaml", dir.join("new.yaml")).unwrap();
+        let mut w = Writer::new(dir);
+        assert_eq!(w.sweep().unwrap().len(), 2);
+        assert_eq!(w.write(&snap).unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn sweep_creates_the_directory() {
+        let t = TempDir::new("sweep-mkdir");
+        let dir = t.path().join("a/b/current");
+        let mut w = Writer::new(&dir);
+        assert!(w.sweep().unwrap().is_empty());
+        assert!(fs::metadata(&dir).unwrap().is_dir());
+        assert_eq!(w.current().unwrap(), None);
+        // Without ..data every version directory is an orphan.
+        fs::create_dir(dir.join("..2020_01_01_00_00_00.1")).unwrap();
+        assert_eq!(w.sweep().unwrap(), ["..2020_01_01_00_00_00.1"]);
+    }
+
+    #[test]
+    fn data_that_is_not_a_link_is_an_error() {
+        let t = TempDir::new("data-dir");
+        let dir = t.path();
+        fs::create_dir(dir.join(DATA)).unwrap();
+        let mut w = Writer::new(dir);
+        for e in [
+            w.current().unwrap_err(),
+            w.sweep().unwrap_err(),
+            w.write(&files(&[("a", b"1")])).unwrap_err(),
+        ] {
+            assert_eq!(e.op, "read link");
+            assert!(e.to_string().contains("not a symbolic link"), "{e}");
+        }
+        assert_eq!(layout(dir).len(), 1);
+    }
+
+    #[test]
+    fn data_pointing_elsewhere_is_replaced_never_followed() {
+        let t = TempDir::new("data-elsewhere");
+        let dir = t.path().join("current");
+        let outside = t.path().join("outside");
+        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("keep"), b"keep").unwrap();
+        symlink("../outside", dir.join(DATA)).unwrap();
+        let w = Writer::new(&dir);
+        assert!(w
+            .current()
+            .unwrap_err()
+            .to_string()
+            .contains("not a version directory"));
+        let snap = files(&[("keep", b"new")]);
+        let mut w = Writer::new(&dir);
+        assert!(matches!(w.write(&snap).unwrap(), Outcome::Written { .. }));
+        assert_converged(&dir, &snap, &[]);
+        assert_eq!(fs::read(outside.join("keep")).unwrap(), b"keep");
+        // A dangling ..data counts as no snapshot.
+        let version = fs::read_link(dir.join(DATA)).unwrap();
+        fs::remove_dir_all(dir.join(&version)).unwrap();
+        assert_eq!(Writer::new(&dir).current().unwrap_err().op, "read dir");
+        let mut w = Writer::new(&dir);
+        assert!(matches!(w.write(&snap).unwrap(), Outcome::Written { .. }));
+        assert_converged(&dir, &snap, &[]);
+    }
+
+    #[test]
+    fn stale_temporaries_do_not_block_a_write() {
+        let t = TempDir::new("stale");
+        let dir = t.path();
+        let mut w = Writer::new(dir);
+        w.write(&files(&[("lds.yaml", LDS)])).unwrap();
+        symlink("..2000_01_01_00_00_00.1", dir.join(DATA_TMP)).unwrap();
+        symlink("..data/zzz", dir.join(LINK_TMP)).unwrap();
+        let v2 = files(&[("lds.yaml", LDS2)]);
+        w.write(&v2).unwrap();
+        let v3 = files(&[("lds.yaml", LDS)]);
+        w.write(&v3).unwrap();
+        assert_converged(dir, &v3, &[]);
+    }
+
+    #[test]
+    fn new_key_over_a_foreign_name() {
+        let t = TempDir::new("foreign");
+        let dir = t.path();
+        let mut w = Writer::new(dir);
+        let v1 = files(&[("lds.yaml", LDS)]);
+        w.write(&v1).unwrap();
+        // A plain file in the way is replaced by the key's link.
+        fs::write(dir.join("cds.json"), b"someone's").unwrap();
+        let v2 = files(&[("lds.yaml", LDS), ("cds.json", CDS)]);
+        w.write(&v2).unwrap();
+        assert_converged(dir, &v2, &[]);
+        // A directory in the way fails the write before the switch: nothing changes.
+        fs::create_dir(dir.join("eds.yaml")).unwrap();
+        fs::write(dir.join("eds.yaml").join("inside"), b"x").unwrap();
+        let before = layout(dir);
+        let v3 = files(&[("lds.yaml", LDS2), ("a-new", b"1"), ("eds.yaml", EDS)]);
+        let e = w.write(&v3).unwrap_err();
+        assert_eq!(e.op, "rename", "{e}");
+        assert_eq!(e.path, dir.join("eds.yaml"));
+        assert_eq!(layout(dir), before);
+        assert_eq!(w.current().unwrap(), Some(v2));
+    }
+
+    #[test]
+    fn write_failure_removes_the_partial_version() {
+        // A path over PATH_MAX fails even for root: the directory and its version fit,
+        // a long key inside the version does not.
+        let t = TempDir::new("toolong");
+        let mut dir = t.path().to_path_buf();
+        while dir.as_os_str().len() < 3999 {
+            let room = 3999 - dir.as_os_str().len();
+            dir.push("d".repeat(room.min(200)));
+        }
+        assert_eq!(dir.as_os_str().len(), 4000);
+        fs::create_dir_all(&dir).unwrap();
+        let mut w = Writer::new(&dir);
+        let v1 = files(&[("a", b"1")]);
+        w.write(&v1).unwrap();
+        let before = layout(&dir);
+        let long_key = "k".repeat(60);
+        let v2 = files(&[("a", b"1"), (long_key.as_str(), b"2")]);
+        let e = w.write(&v2).unwrap_err();
+        assert_eq!(e.op, "create", "{e}");
+        assert_eq!(e.source.raw_os_error(), Some(36), "{e}");
+        assert!(e
+            .to_string()
+            .starts_with(&format!("create {}/..", dir.display())));
+        assert_eq!(layout(&dir), before);
+        assert_eq!(w.current().unwrap(), Some(v1.clone()));
+        assert_eq!(w.write(&v1).unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn write_failure_in_a_read_only_directory() {
+        let t = TempDir::new("readonly");
+        let dir = t.path();
+        let mut w = Writer::new(dir);
+        let v1 = files(&[("lds.yaml", LDS)]);
+        w.write(&v1).unwrap();
+        let before = layout(dir);
+        fs::set_permissions(dir, Permissions::from_mode(0o555)).unwrap();
+        let probe = dir.join("probe");
+        if File::create(&probe).is_ok() {
+            // Root ignores the mode: nothing to observe here.
+            let _ = fs::remove_file(&probe);
+            eprintln!(
+                "write_failure_in_a_read_only_directory: skipped, permissions are not enforced"
+            );
+            return;
+        }
+        let e = w.write(&files(&[("lds.yaml", LDS2)])).unwrap_err();
+        assert_eq!(e.op, "create dir");
+        assert_eq!(e.source.kind(), io::ErrorKind::PermissionDenied);
+        fs::set_permissions(dir, Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(layout(dir), before);
+    }
+
+    /// Kills the writer after each modifying syscall in turn: what is left on disk must be
+    /// the old or the new complete snapshot, readable through every link, and a fresh
+    /// process's sweep + write must converge (renaming what the killed one may not have).
+    #[test]
+    fn killed_at_every_step_leaves_a_complete_snapshot() {
+        let old = files(&[
+            ("lds.yaml", LDS),
+            ("cds.json", CDS),
+            ("eds-a.yaml", EDS),
+            ("cert.pem", b"old cert"),
+            ("gone.txt", b"bye"),
+        ]);
+        let new = files(&[
+            ("lds.yaml", LDS2),
+            ("cds.json", CDS2),
+            ("eds-a.yaml", EDS),
+            ("eds-b.yaml", EDS2),
+            ("cert.pem", b"new cert"),
+        ]);
+        let order = ["cert.pem", "cds.json", "lds.yaml"];
+        let mut points = 0;
+        for at in 0.. {
+            let t = TempDir::new("kill");
+            let dir = t.path();
+            let mut w = Writer::new(dir);
+            w.write(&old).unwrap();
+            let old_version = fs::read_link(dir.join(DATA)).unwrap();
+            let inodes: BTreeMap<&str, u64> = order
+                .iter()
+                .map(|k| (*k, link_ino(&dir.join(k)).0))
+                .collect();
+            w.faults.plan = Some(FaultPlan {
+                at,
+                kill: true,
+                seen: 0,
+                hit: false,
+            });
+            let result = w.write(&new);
+            let hit = w.faults.plan.take().is_some_and(|p| p.hit);
+            if !hit {
+                assert!(result.is_ok(), "{result:?}");
+                assert_converged(dir, &new, &[]);
+                break;
+            }
+            points += 1;
+            assert!(result.is_err(), "killed at {at} yet {result:?}");
+
+            // The next process.
+            let mut next = Writer::new(dir);
+            let seen = next.current().unwrap().unwrap();
+            assert!(seen == old || seen == new, "killed at {at}: {seen:?}");
+            for (key, bytes) in &seen {
+                assert_eq!(
+                    &fs::read(dir.join(key)).unwrap(),
+                    bytes,
+                    "killed at {at}: {key}"
+                );
+            }
+            let renamed: Vec<&str> = order
+                .iter()
+                .copied()
+                .filter(|k| link_ino(&dir.join(k)).0 != inodes[k])
+                .collect();
+            if seen == old {
+                assert!(
+                    renamed.is_empty(),
+                    "killed at {at}: renamed {renamed:?} before the switch"
+                );
+            } else {
+                assert_eq!(
+                    renamed,
+                    order[..renamed.len()],
+                    "killed at {at}: rename order"
+                );
+            }
+            let old_left = dir.join(&old_version).exists();
+            next.sweep().unwrap();
+            assert_converged(dir, &seen, &[]);
+            let out = next.write(&new).unwrap();
+            assert_converged(dir, &new, &[]);
+            if seen == new && old_left {
+                let Outcome::Written { changed, .. } = &out else {
+                    panic!("killed at {at} after the switch: {out:?}")
+                };
+                for key in order {
+                    assert!(
+                        changed.iter().any(|c| c == key),
+                        "killed at {at}: {key} not renamed"
+                    );
+                }
+            }
+            assert_eq!(next.write(&new).unwrap(), Outcome::Unchanged);
+        }
+        assert!(points > 20, "only {points} kill points");
+    }
+
+    /// Fails each modifying syscall in turn (the process lives on): before the switch the
+    /// directory is exactly as before; after it the new snapshot is live and the next write
+    /// converges.
+    #[test]
+    fn failure_at_every_step_rolls_back_or_converges() {
+        let old = files(&[
+            ("lds.yaml", LDS),
+            ("cds.json", CDS),
+            ("eds-a.yaml", EDS),
+            ("gone.txt", b"bye"),
+        ]);
+        let new = files(&[
+            ("lds.yaml", LDS2),
+            ("cds.json", CDS2),
+            ("eds-a.yaml", EDS),
+            ("eds-b.yaml", EDS2),
+        ]);
+        let mut points = 0;
+        for at in 0.. {
+            let t = TempDir::new("fail");
+            let dir = t.path();
+            let mut w = Writer::new(dir);
+            w.write(&old).unwrap();
+            let before = layout(dir);
+            w.faults.plan = Some(FaultPlan {
+                at,
+                kill: false,
+                seen: 0,
+                hit: false,
+            });
+            let result = w.write(&new);
+            let hit = w.faults.plan.take().is_some_and(|p| p.hit);
+            if !hit {
+                assert!(result.is_ok(), "{result:?}");
+                assert_converged(dir, &new, &[]);
+                break;
+            }
+            points += 1;
+            match result {
+                // Only a failed hard link is absorbed (the file is written instead).
+                Ok(_) => {
+                    assert_converged(dir, &new, &[]);
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("injected fault"), "{e}");
+                    let seen = w.current().unwrap().unwrap();
+                    if seen == old {
+                        assert_eq!(layout(dir), before, "failed at {at}: {e}");
+                    } else {
+                        assert_eq!(seen, new, "failed at {at}");
+                    }
+                    let out = w.write(&new).unwrap();
+                    if seen == old {
+                        assert!(matches!(out, Outcome::Written { .. }), "{out:?}");
+                    }
+                    assert_converged(dir, &new, &[]);
+                }
+            }
+            assert_eq!(w.write(&new).unwrap(), Outcome::Unchanged);
+        }
+        assert!(points > 15, "only {points} failure points");
+    }
+
+    #[test]
+    fn fsync_on_writes_the_same_layout() {
+        let t = TempDir::new("fsync");
+        let mut w = Writer::new(t.path());
+        w.set_fsync(true);
+        let v1 = files(&[("lds.yaml", LDS), ("cds.json", CDS)]);
+        w.write(&v1).unwrap();
+        let v2 = files(&[("lds.yaml", LDS2), ("cds.json", CDS)]);
+        w.write(&v2).unwrap();
+        assert_converged(t.path(), &v2, &[]);
+    }
+
+    #[test]
+    fn error_display_names_op_and_path() {
+        let e = err(
+            "write",
+            "/srv/runtime/current/..2026_05_01_00_00_00.1/lds.yaml",
+            io::Error::from_raw_os_error(28),
+        );
+        assert_eq!(
+            e.to_string(),
+            "write /srv/runtime/current/..2026_05_01_00_00_00.1/lds.yaml: No space left on device (os error 28)"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}
