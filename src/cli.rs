@@ -1,0 +1,840 @@
+//! Command-line flags, in Go's `flag` syntax, for drop-in compatibility with the original
+//! loader: `-flag`, `--flag`, `-flag=value`, `-flag value`; booleans also `-flag=true|false`;
+//! durations in Go syntax (`1m0s`, `500ms`, `1h30m`).
+//!
+//! Parsing is a pure function of the arguments, an environment lookup and the
+//! service-account directory: it reads no file itself except to learn whether the
+//! service-account `namespace` and `ca.crt` files exist. It never exits the process; the
+//! caller turns a [`UsageError`] into exit code 2.
+
+use crate::kube::{Kind, ObjectRef};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the service-account files live inside a pod.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// What the loader does after reading the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Load once, write, exit (init container).
+    OneTime,
+    /// List, then watch: near real time (sidecar).
+    Watch,
+    /// List every `sync_interval`, like the original tool without `-watch`.
+    Poll,
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustChoice {
+    CaFile(PathBuf),
+    WebPkiRoots,
+    Insecure,
+}
+
+/// The API server endpoint, already split for the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiServer {
+    pub https: bool,
+    /// Host without brackets: `10.0.0.1`, `::1`, `kubernetes`.
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without trailing slash, usually empty (`https://proxy/k8s/clusters/x`).
+    pub base_path: String,
+}
+
+impl ApiServer {
+    /// The `Host` header value: IPv6 literals in brackets, the port always present.
+    pub fn host_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for ApiServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.base_path)
+    }
+}
+
+/// The validated configuration of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub apiserver: ApiServer,
+    pub objects: Vec<ObjectRef>,
+    pub namespace: String,
+    pub token_file: PathBuf,
+    pub trust: TrustChoice,
+    pub output_dir: PathBuf,
+    pub mode: Mode,
+    /// Poll period (Poll), or the safety-net relist period (Watch); zero turns the latter off.
+    pub sync_interval: Duration,
+    /// Server-side watch timeout (jittered per watch); the client read timeout is a bit longer.
+    pub watch_timeout: Duration,
+    pub dry_run: bool,
+    pub allow_empty_resources: bool,
+    pub fsync: bool,
+}
+
+/// The result of parsing: run, or print help / version and exit 0.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// A bad command line: the message names the flag; exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub const HELP: &str = "\
+envoy-xds-configmap-loader: write Kubernetes ConfigMap keys as files into a directory that
+switches as a whole (for Envoy file-based xDS)
+
+Usage: envoy-xds-configmap-loader [flags]
+
+Flags (Go syntax: -flag, --flag, -flag=value, -flag value):
+  -apiserver URL        API server, https:// or http:// (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT,
+                        else https://kubernetes)
+  -configmap NAME       ConfigMap to load, NAME or NAMESPACE/NAME; repeatable
+  -secret NAME          Secret to load (values base64-decoded), NAME or NAMESPACE/NAME; repeatable
+  -namespace NS         namespace of unqualified names (default $NS, then $POD_NAMESPACE,
+                        then the service-account namespace file)
+  -token-file PATH      bearer token, re-read before every request
+                        (default /var/run/secrets/kubernetes.io/serviceaccount/token)
+  -ca-file PATH         CA bundle (PEM) for the server (default the service-account ca.crt
+                        when it exists, else the public web roots)
+  -insecure             do not verify the server certificate
+  -output-dir DIR       where the files appear (default /srv/runtime/current)
+  -onetime              load once, write, exit (init container)
+  -watch                list and watch, near real time (sidecar)
+  -sync-interval D      poll period without -watch (default 1m0s); with -watch the period of a
+                        jittered safety-net relist (default 10m0s; 0 turns it off)
+  -watch-timeout D      server-side watch timeout, jittered per watch (default 5m0s)
+  -dry-run              print what would be written (name, size, content); touch nothing
+  -allow-empty-resources
+                        allow an update that leaves a Listener or Cluster file with no resources
+  -fsync                fsync files and directories on every snapshot
+  -version              print the version and exit
+  -h, -help             print this help and exit
+";
+
+/// Flags that take no value.
+const BOOL_FLAGS: &[&str] = &[
+    "insecure",
+    "onetime",
+    "watch",
+    "dry-run",
+    "allow-empty-resources",
+    "fsync",
+    "version",
+    "h",
+    "help",
+];
+/// Flags that take a value.
+const VALUE_FLAGS: &[&str] = &[
+    "apiserver",
+    "configmap",
+    "secret",
+    "namespace",
+    "token-file",
+    "ca-file",
+    "output-dir",
+    "sync-interval",
+    "watch-timeout",
+];
+
+/// Raw flag values before defaults and validation.
+#[derive(Default)]
+struct Raw {
+    apiserver: Option<String>,
+    objects: Vec<(Kind, String)>,
+    namespace: Option<String>,
+    token_file: Option<String>,
+    ca_file: Option<String>,
+    output_dir: Option<String>,
+    sync_interval: Option<Duration>,
+    watch_timeout: Option<Duration>,
+    insecure: bool,
+    onetime: bool,
+    watch: bool,
+    dry_run: bool,
+    allow_empty_resources: bool,
+    fsync: bool,
+    version: bool,
+    help: bool,
+}
+
+/// Parses `args` (without the program name). `env` looks up environment variables;
+/// `sa_dir` is the service-account directory (its `namespace` and `ca.crt` supply defaults).
+pub fn parse(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+    sa_dir: &Path,
+) -> Result<Parsed, UsageError> {
+    let raw = parse_raw(args)?;
+    if raw.help {
+        return Ok(Parsed::Help);
+    }
+    if raw.version {
+        return Ok(Parsed::Version);
+    }
+    build(raw, env, sa_dir).map(|c| Parsed::Run(Box::new(c)))
+}
+
+fn parse_raw(args: Vec<OsString>) -> Result<Raw, UsageError> {
+    let mut raw = Raw::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| UsageError(format!("argument {a:?} is not valid UTF-8")))?;
+        if arg == "--" {
+            if let Some(extra) = args.next() {
+                return Err(UsageError(format!("unexpected argument {extra:?}")));
+            }
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(UsageError(format!(
+                "unexpected argument {arg:?} (flags start with -)"
+            )));
+        };
+        if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
+            return Err(UsageError(format!("bad flag syntax: {arg}")));
+        }
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        if BOOL_FLAGS.contains(&name) {
+            let on = match inline.as_deref() {
+                None => true,
+                Some(v) => parse_go_bool(v).ok_or_else(|| {
+                    UsageError(format!(
+                        "invalid boolean value {v:?} for -{name}: use true or false"
+                    ))
+                })?,
+            };
+            set_bool(&mut raw, name, on);
+        } else if VALUE_FLAGS.contains(&name) {
+            let value = match inline {
+                Some(v) => v,
+                None => args
+                    .next()
+                    .ok_or_else(|| UsageError(format!("flag needs an argument: -{name}")))?
+                    .into_string()
+                    .map_err(|v| UsageError(format!("value {v:?} of -{name} is not UTF-8")))?,
+            };
+            set_value(&mut raw, name, value)?;
+        } else {
+            let hint = suggest(name)
+                .map(|s| format!(" (did you mean -{s}?)"))
+                .unwrap_or_default();
+            return Err(UsageError(format!(
+                "flag provided but not defined: -{name}{hint}"
+            )));
+        }
+    }
+    Ok(raw)
+}
+
+fn set_bool(raw: &mut Raw, name: &str, on: bool) {
+    match name {
+        "insecure" => raw.insecure = on,
+        "onetime" => raw.onetime = on,
+        "watch" => raw.watch = on,
+        "dry-run" => raw.dry_run = on,
+        "allow-empty-resources" => raw.allow_empty_resources = on,
+        "fsync" => raw.fsync = on,
+        "version" => raw.version = on,
+        _ => raw.help = on, // "h" | "help"
+    }
+}
+
+fn set_value(raw: &mut Raw, name: &str, value: String) -> Result<(), UsageError> {
+    let duration = |v: &str| {
+        parse_go_duration(v).map_err(|e| UsageError(format!("invalid value {v:?} for -{name}: {e}")))
+    };
+    match name {
+        "apiserver" => raw.apiserver = Some(value),
+        "configmap" => raw.objects.push((Kind::ConfigMap, value)),
+        "secret" => raw.objects.push((Kind::Secret, value)),
+        "namespace" => raw.namespace = Some(value),
+        "token-file" => raw.token_file = Some(value),
+        "ca-file" => raw.ca_file = Some(value),
+        "output-dir" => raw.output_dir = Some(value),
+        "sync-interval" => raw.sync_interval = Some(duration(&value)?),
+        _ => raw.watch_timeout = Some(duration(&value)?), // "watch-timeout"
+    }
+    Ok(())
+}
+
+fn build(
+    raw: Raw,
+    env: &dyn Fn(&str) -> Option<String>,
+    sa_dir: &Path,
+) -> Result<Config, UsageError> {
+    if raw.objects.is_empty() {
+        return Err(UsageError(
+            "at least one -configmap (or -secret) is required".into(),
+        ));
+    }
+    if raw.onetime && raw.watch {
+        return Err(UsageError(
+            "-onetime and -watch exclude each other".into(),
+        ));
+    }
+    if raw.insecure && raw.ca_file.is_some() {
+        return Err(UsageError(
+            "-insecure and -ca-file exclude each other".into(),
+        ));
+    }
+    let apiserver = match raw.apiserver {
+        Some(url) => parse_apiserver(&url)?,
+        None => default_apiserver(env)?,
+    };
+    let namespace = raw
+        .namespace
+        .filter(|n| !n.is_empty())
+        .or_else(|| env("NS").filter(|n| !n.is_empty()))
+        .or_else(|| env("POD_NAMESPACE").filter(|n| !n.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string(sa_dir.join("namespace"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|n| !n.is_empty())
+        });
+    let mut objects: Vec<ObjectRef> = Vec::new();
+    for (kind, spec) in raw.objects {
+        let flag = kind.flag();
+        let (ns, name) = match spec.split_once('/') {
+            Some((ns, name)) => (ns.to_string(), name.to_string()),
+            None => match &namespace {
+                Some(ns) => (ns.clone(), spec.clone()),
+                None => {
+                    return Err(UsageError(format!(
+                        "-{flag} {spec}: no namespace: give NAMESPACE/NAME, -namespace, $NS or $POD_NAMESPACE"
+                    )))
+                }
+            },
+        };
+        validate_dns_label(&ns)
+            .map_err(|e| UsageError(format!("-{flag} {spec}: namespace {ns:?} {e}")))?;
+        validate_dns_subdomain(&name)
+            .map_err(|e| UsageError(format!("-{flag} {spec}: name {name:?} {e}")))?;
+        let obj = ObjectRef {
+            kind,
+            namespace: ns,
+            name,
+        };
+        if objects.contains(&obj) {
+            return Err(UsageError(format!("-{flag} {spec} is given twice")));
+        }
+        objects.push(obj);
+    }
+    let trust = if raw.insecure {
+        TrustChoice::Insecure
+    } else if let Some(ca) = raw.ca_file {
+        TrustChoice::CaFile(PathBuf::from(ca))
+    } else if sa_dir.join("ca.crt").exists() {
+        TrustChoice::CaFile(sa_dir.join("ca.crt"))
+    } else {
+        TrustChoice::WebPkiRoots
+    };
+    let mode = if raw.onetime {
+        Mode::OneTime
+    } else if raw.watch {
+        Mode::Watch
+    } else {
+        Mode::Poll
+    };
+    let sync_interval = raw.sync_interval.unwrap_or(match mode {
+        Mode::Watch => Duration::from_secs(600),
+        _ => Duration::from_secs(60),
+    });
+    if mode == Mode::Poll && sync_interval.is_zero() {
+        return Err(UsageError(
+            "-sync-interval must be positive without -watch".into(),
+        ));
+    }
+    let watch_timeout = raw.watch_timeout.unwrap_or(Duration::from_secs(300));
+    if watch_timeout < Duration::from_secs(1) {
+        return Err(UsageError("-watch-timeout must be at least 1s".into()));
+    }
+    Ok(Config {
+        apiserver,
+        namespace: namespace.unwrap_or_default(),
+        objects,
+        token_file: raw
+            .token_file
+            .map(PathBuf::from)
+            .unwrap_or_else(|| sa_dir.join("token")),
+        trust,
+        output_dir: PathBuf::from(raw.output_dir.unwrap_or_else(|| "/srv/runtime/current".into())),
+        mode,
+        sync_interval,
+        watch_timeout,
+        dry_run: raw.dry_run,
+        allow_empty_resources: raw.allow_empty_resources,
+        fsync: raw.fsync,
+    })
+}
+
+fn default_apiserver(env: &dyn Fn(&str) -> Option<String>) -> Result<ApiServer, UsageError> {
+    match (env("KUBERNETES_SERVICE_HOST"), env("KUBERNETES_SERVICE_PORT")) {
+        (Some(host), Some(port)) if !host.is_empty() && !port.is_empty() => {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            parse_apiserver(&format!("https://{host}:{port}")).map_err(|e| {
+                UsageError(format!(
+                    "$KUBERNETES_SERVICE_HOST/$KUBERNETES_SERVICE_PORT: {}",
+                    e.0
+                ))
+            })
+        }
+        _ => parse_apiserver("https://kubernetes"),
+    }
+}
+
+/// Parses `https://host[:port][/prefix]` or `http://...`; IPv6 literals in brackets.
+pub fn parse_apiserver(url: &str) -> Result<ApiServer, UsageError> {
+    let bad = |why: &str| UsageError(format!("invalid value {url:?} for -apiserver: {why}"));
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(bad("must start with https:// or http://"));
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) {
+        return Err(bad("no query or fragment allowed"));
+    }
+    if authority.contains('@') {
+        return Err(bad("credentials in the URL are not supported; use -token-file"));
+    }
+    let (host, port) = if let Some(after) = authority.strip_prefix('[') {
+        let (h, tail) = after
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed [ in IPv6 address"))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("bad IPv6 address"));
+        }
+        let port = match tail {
+            "" => None,
+            t => Some(t.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
+            Some(_) => return Err(bad("IPv6 addresses need brackets")),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    {
+        return Err(bad("bad host name"));
+    }
+    let port = match port {
+        None => {
+            if https {
+                443
+            } else {
+                80
+            }
+        }
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("bad port"))?,
+    };
+    let base_path = path.trim_end_matches('/').to_string();
+    if !base_path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+    {
+        return Err(bad("unsupported characters in path"));
+    }
+    Ok(ApiServer {
+        https,
+        host,
+        port,
+        base_path,
+    })
+}
+
+/// Go's strconv.ParseBool.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's time.ParseDuration, for non-negative durations: `300ms`, `1.5h`, `2h45m`, `0`.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.starts_with('-') {
+        return Err("must not be negative".into());
+    }
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut rest = s;
+    let mut total_ns: u128 = 0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(format!("bad number in duration {s:?}"));
+        }
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let unit_ns: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(format!("missing unit in duration {s:?}")),
+            u => return Err(format!("unknown unit {u:?} in duration {s:?}")),
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        let int: u128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| format!("bad number in duration {s:?}"))?
+        };
+        let mut ns = int
+            .checked_mul(unit_ns)
+            .ok_or_else(|| format!("duration {s:?} is too long"))?;
+        let mut scale = unit_ns;
+        for d in frac.bytes().take(30) {
+            scale /= 10;
+            ns += u128::from(d - b'0') * scale;
+        }
+        total_ns = total_ns
+            .checked_add(ns)
+            .filter(|t| *t <= i64::MAX as u128)
+            .ok_or_else(|| format!("duration {s:?} is too long"))?;
+        rest = tail;
+    }
+    Ok(Duration::from_nanos(total_ns as u64))
+}
+
+/// Formats like Go's Duration.String for whole milliseconds and up: `1m0s`, `500ms`, `1h30m0s`.
+pub fn format_go_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let total = d.as_secs();
+    let (h, m, s) = (total / 3600, (total / 60) % 60, total % 60);
+    let ms = d.subsec_millis();
+    let secs = if ms == 0 {
+        format!("{s}s")
+    } else {
+        let frac = format!("{ms:03}");
+        format!("{s}.{}s", frac.trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
+fn validate_dns_label(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() || s.len() > 63 {
+        return Err("must be 1 to 63 characters");
+    }
+    let b = s.as_bytes();
+    let ok = b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    if !ok || b[0] == b'-' || b[b.len() - 1] == b'-' {
+        return Err("must be a DNS label: lowercase letters, digits and '-'");
+    }
+    Ok(())
+}
+
+fn validate_dns_subdomain(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() || s.len() > 253 {
+        return Err("must be 1 to 253 characters");
+    }
+    for part in s.split('.') {
+        validate_dns_label(part)
+            .map_err(|_| "must be a DNS subdomain: lowercase letters, digits, '-' and '.'")?;
+    }
+    Ok(())
+}
+
+/// The closest known flag within edit distance 2, for "did you mean".
+fn suggest(name: &str) -> Option<&'static str> {
+    BOOL_FLAGS
+        .iter()
+        .chain(VALUE_FLAGS)
+        .map(|f| (edit_distance(name, f), *f))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, f)| f)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    fn run(args: &[&str], vars: &'static [(&'static str, &'static str)]) -> Result<Config, String> {
+        let args = args.iter().map(OsString::from).collect();
+        match parse(args, &env_of(vars), Path::new("/nonexistent-sa-dir")) {
+            Ok(Parsed::Run(c)) => Ok(*c),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    #[test]
+    fn go_flag_forms_are_equivalent() {
+        let forms: &[&[&str]] = &[
+            &["-configmap", "envoy", "-namespace", "ns1", "-watch"],
+            &["--configmap", "envoy", "--namespace", "ns1", "--watch"],
+            &["-configmap=envoy", "-namespace=ns1", "-watch=true"],
+            &["--configmap=envoy", "--namespace=ns1", "-watch=1", "--"],
+        ];
+        for args in forms {
+            let c = run(args, &[]).unwrap();
+            assert_eq!(c.mode, Mode::Watch, "{args:?}");
+            assert_eq!(
+                c.objects,
+                vec![ObjectRef {
+                    kind: Kind::ConfigMap,
+                    namespace: "ns1".into(),
+                    name: "envoy".into()
+                }]
+            );
+            assert_eq!(c.sync_interval, Duration::from_secs(600));
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_original_tool() {
+        let c = run(&["-configmap", "x"], &[("NS", "from-ns")]).unwrap();
+        assert_eq!(c.mode, Mode::Poll);
+        assert_eq!(c.sync_interval, Duration::from_secs(60));
+        assert_eq!(c.apiserver.to_string(), "https://kubernetes:443");
+        assert_eq!(c.objects[0].namespace, "from-ns");
+        assert_eq!(c.output_dir, PathBuf::from("/srv/runtime/current"));
+        assert_eq!(
+            c.token_file,
+            PathBuf::from("/nonexistent-sa-dir/token")
+        );
+        assert_eq!(c.trust, TrustChoice::WebPkiRoots);
+        assert_eq!(c.watch_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn namespace_precedence() {
+        let both = &[("NS", "a"), ("POD_NAMESPACE", "b")];
+        assert_eq!(run(&["-configmap", "x"], both).unwrap().namespace, "a");
+        assert_eq!(
+            run(&["-configmap", "x"], &[("POD_NAMESPACE", "b")])
+                .unwrap()
+                .namespace,
+            "b"
+        );
+        assert_eq!(
+            run(&["-configmap", "x", "-namespace", "c"], both)
+                .unwrap()
+                .namespace,
+            "c"
+        );
+        let c = run(&["-configmap", "other/x", "-configmap", "y"], both).unwrap();
+        assert_eq!(c.objects[0].namespace, "other");
+        assert_eq!(c.objects[1].namespace, "a");
+        let e = run(&["-configmap", "x"], &[]).unwrap_err();
+        assert!(e.contains("no namespace"), "{e}");
+    }
+
+    #[test]
+    fn in_cluster_apiserver_default() {
+        let c = run(
+            &["-configmap", "x", "-namespace", "n"],
+            &[("KUBERNETES_SERVICE_HOST", "10.96.0.1"), ("KUBERNETES_SERVICE_PORT", "443")],
+        )
+        .unwrap();
+        assert_eq!(c.apiserver.host, "10.96.0.1");
+        assert_eq!(c.apiserver.port, 443);
+        let c = run(
+            &["-configmap", "x", "-namespace", "n"],
+            &[("KUBERNETES_SERVICE_HOST", "fd00::1"), ("KUBERNETES_SERVICE_PORT", "6443")],
+        )
+        .unwrap();
+        assert_eq!(c.apiserver.host, "fd00::1");
+        assert_eq!(c.apiserver.host_header(), "[fd00::1]:6443");
+    }
+
+    #[test]
+    fn apiserver_urls() {
+        let table: &[(&str, Result<(bool, &str, u16, &str), &str>)] = &[
+            ("https://kubernetes", Ok((true, "kubernetes", 443, ""))),
+            ("http://127.0.0.1:8001", Ok((false, "127.0.0.1", 8001, ""))),
+            ("http://127.0.0.1:8001/", Ok((false, "127.0.0.1", 8001, ""))),
+            ("https://[::1]:6443", Ok((true, "::1", 6443, ""))),
+            ("https://[::1]", Ok((true, "::1", 443, ""))),
+            ("https://h/k8s/clusters/c-1/", Ok((true, "h", 443, "/k8s/clusters/c-1"))),
+            ("ftp://x", Err("must start with")),
+            ("https://", Err("no host")),
+            ("https://::1:443", Err("brackets")),
+            ("https://[::1", Err("unclosed")),
+            ("https://h:0", Err("bad port")),
+            ("https://h:99999", Err("bad port")),
+            ("https://u:p@h", Err("credentials")),
+            ("https://h/?a=b", Err("query")),
+            ("https://h h", Err("bad host")),
+        ];
+        for (url, want) in table {
+            match (parse_apiserver(url), want) {
+                (Ok(a), Ok((https, host, port, path))) => {
+                    assert_eq!((a.https, a.host.as_str(), a.port, a.base_path.as_str()), (*https, *host, *port, *path), "{url}")
+                }
+                (Err(e), Err(frag)) => assert!(e.0.contains(frag), "{url}: {e}"),
+                (got, _) => panic!("{url}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn usage_errors_name_the_flag() {
+        let table: &[(&[&str], &str)] = &[
+            (&["-configmap"], "flag needs an argument: -configmap"),
+            (&["-confgmap", "x"], "flag provided but not defined: -confgmap (did you mean -configmap?)"),
+            (&["-bogus"], "flag provided but not defined: -bogus"),
+            (&["-namespace", "n"], "at least one -configmap"),
+            (&["-configmap", "x", "-namespace", "n", "extra"], "unexpected argument \"extra\""),
+            (&["-configmap", "x", "-namespace", "n", "--", "extra"], "unexpected argument \"extra\""),
+            (&["-configmap", "x", "-namespace", "n", "-watch=maybe"], "invalid boolean value \"maybe\" for -watch"),
+            (&["-configmap", "x", "-namespace", "n", "-sync-interval", "10"], "invalid value \"10\" for -sync-interval"),
+            (&["-configmap", "x", "-namespace", "n", "-sync-interval", "-1s"], "must not be negative"),
+            (&["-configmap", "x", "-namespace", "n", "-onetime", "-watch"], "exclude each other"),
+            (&["-configmap", "Bad_Name", "-namespace", "n"], "name \"Bad_Name\""),
+            (&["-configmap", "a/b/c", "-namespace", "n"], "name \"b/c\""),
+            (&["-configmap", "x", "-configmap", "n/x", "-namespace", "n"], "given twice"),
+            (&["---configmap=x"], "bad flag syntax"),
+            (&["-configmap", "x", "-namespace", "n", "-sync-interval", "0"], "must be positive"),
+        ];
+        for (args, want) in table {
+            let e = run(args, &[]).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        for a in ["-h", "-help", "--help", "--h"] {
+            let r = parse(vec![a.into()], &|_| None, Path::new("/x"));
+            assert!(matches!(r, Ok(Parsed::Help)), "{a}");
+        }
+        let r = parse(vec!["-version".into()], &|_| None, Path::new("/x"));
+        assert!(matches!(r, Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn go_durations() {
+        let ok: &[(&str, u64)] = &[
+            ("0", 0),
+            ("1m0s", 60_000),
+            ("30s", 30_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("1.5s", 1_500),
+            (".5s", 500),
+            ("2h45m10s", 9_910_000),
+            ("1000us", 1),
+            ("1000µs", 1),
+            ("+5s", 5_000),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_go_duration(s).unwrap(), Duration::from_millis(*ms), "{s}");
+        }
+        for bad in ["", "5", "s", "1x", "1.2.3s", "-1s", "1s-", "9999999999h", "."] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+        for (d, s) in [(60_000, "1m0s"), (600_000, "10m0s"), (500, "500ms"), (5_400_000, "1h30m0s"), (1_500, "1.5s")] {
+            assert_eq!(format_go_duration(Duration::from_millis(d)), s);
+        }
+    }
+
+    #[test]
+    fn trust_choices() {
+        let c = run(&["-configmap", "x", "-namespace", "n", "-insecure"], &[]).unwrap();
+        assert_eq!(c.trust, TrustChoice::Insecure);
+        let c = run(&["-configmap", "x", "-namespace", "n", "-ca-file", "/ca.pem"], &[]).unwrap();
+        assert_eq!(c.trust, TrustChoice::CaFile("/ca.pem".into()));
+        let e = run(&["-configmap", "x", "-namespace", "n", "-insecure", "-ca-file", "/c"], &[]).unwrap_err();
+        assert!(e.contains("exclude"));
+    }
+
+    #[test]
+    fn secrets_are_objects_too() {
+        let c = run(&["-secret", "tls", "-configmap", "x", "-namespace", "n"], &[]).unwrap();
+        assert_eq!(c.objects[0].kind, Kind::Secret);
+        assert_eq!(c.objects[1].kind, Kind::ConfigMap);
+    }
+}

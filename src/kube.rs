@@ -1,0 +1,676 @@
+//! The Kubernetes API as the loader uses it: list one named object by `fieldSelector`,
+//! watch it from a resourceVersion, and decode objects, watch events and `Status` errors.
+//!
+//! Every request is one connection (`Connection: close`), with the bearer token read
+//! from its file just before the request (so a rotated token is used at once, and a 401 is
+//! followed by a fresh read) and the CA re-checked by [`tls::TrustCache`]. Redirects are
+//! errors: a token never travels to another host. This module never writes files and never
+//! sleeps; retry policy lives in `sync`.
+
+use crate::cli::{ApiServer, TrustChoice};
+use crate::{base64, http, json, log, snapshot::Files, tls};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Largest list response accepted (one object, possibly pretty-printed).
+pub const MAX_LIST_BYTES: usize = 8 << 20;
+/// Largest watch event line accepted: well above the ~1.5 MiB object limit with escapes.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+/// Largest error body read for its `Status`.
+const MAX_STATUS_BYTES: usize = 64 << 10;
+/// Largest token file read.
+const MAX_TOKEN_BYTES: u64 = 64 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+impl Kind {
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
+        }
+    }
+    /// The command-line flag and log word: `configmap`, `secret`.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "configmap",
+            Kind::Secret => "secret",
+        }
+    }
+}
+
+/// One named object the loader follows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind.flag(), self.namespace, self.name)
+    }
+}
+
+/// An object as received: its version and its files, or why its content was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub resource_version: String,
+    pub files: Result<Files, String>,
+}
+
+/// A list answer for one name: the list's resourceVersion (to watch from) and the object
+/// when it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub resource_version: String,
+    pub object: Option<Object>,
+}
+
+/// A `Status` object, as the API server reports errors.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.reason.is_empty(), self.message.is_empty()) {
+            (false, false) => write!(f, "{} {}: {}", self.code, self.reason, self.message),
+            (false, true) => write!(f, "{} {}", self.code, self.reason),
+            (true, false) => write!(f, "{} {}", self.code, self.message),
+            (true, true) => write!(f, "{}", self.code),
+        }
+    }
+}
+
+/// One watch event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// ADDED or MODIFIED.
+    Upsert(Object),
+    Deleted { resource_version: String },
+    Bookmark { resource_version: String },
+    /// An ERROR event with code 410: the version is too old; relist.
+    Expired(Status),
+    /// Any other ERROR event.
+    Error(Status),
+    /// An event about another object (a server ignoring the field selector): only its
+    /// version counts.
+    Ignored { resource_version: String },
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Connecting, TLS, reading or framing failed.
+    Transport(String),
+    /// A non-2xx answer, with its `Status` when the body had one.
+    Api {
+        code: u16,
+        status: Option<Status>,
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer whose body we could not use.
+    Decode(String),
+}
+
+impl Error {
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Error::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+    /// HTTP 410 Gone: relist.
+    pub fn is_gone(&self) -> bool {
+        self.code() == Some(410)
+    }
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Transport(m) => f.write_str(m),
+            Error::Api {
+                code,
+                status: Some(s),
+                ..
+            } if !s.message.is_empty() || !s.reason.is_empty() => {
+                write!(f, "api server answered {code}: {s}")
+            }
+            Error::Api { code, .. } => write!(f, "api server answered {code}"),
+            Error::Decode(m) => write!(f, "bad response: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<http::Error> for Error {
+    fn from(e: http::Error) -> Error {
+        Error::Transport(e.to_string())
+    }
+}
+
+/// The API client: endpoint, credentials, trust.
+pub struct Client {
+    api: ApiServer,
+    token_file: PathBuf,
+    trust: Option<Mutex<tls::TrustCache>>,
+    warned_token: AtomicBool,
+    pub connect_timeout: Duration,
+    /// Read/write timeout of non-watch requests.
+    pub io_timeout: Duration,
+}
+
+impl Client {
+    pub fn new(api: ApiServer, token_file: PathBuf, trust: &TrustChoice) -> Client {
+        let trust = api.https.then(|| {
+            Mutex::new(tls::TrustCache::new(match trust {
+                TrustChoice::CaFile(p) => tls::Trust::CaFile(p.clone()),
+                TrustChoice::WebPkiRoots => tls::Trust::WebPkiRoots,
+                TrustChoice::Insecure => tls::Trust::Insecure,
+            }))
+        });
+        Client {
+            api,
+            token_file,
+            trust,
+            warned_token: AtomicBool::new(false),
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn api(&self) -> &ApiServer {
+        &self.api
+    }
+
+    /// Lists `obj` by name. `from_cache` asks for `resourceVersion=0` (the API server's
+    /// watch cache, cheap for a safety-net check); otherwise a consistent read.
+    pub fn list(&self, obj: &ObjectRef, from_cache: bool) -> Result<Listed, Error> {
+        let mut path = self.collection_path(obj);
+        if from_cache {
+            path.push_str("&resourceVersion=0");
+        }
+        let mut resp = self.get(&path, self.io_timeout)?;
+        let body = resp.read_body(MAX_LIST_BYTES)?;
+        decode_list(&body, obj)
+    }
+
+    /// Starts a watch of `obj` from `resource_version`, with bookmarks and a server-side
+    /// timeout; `read_timeout` should be a little longer than `timeout_secs`.
+    pub fn watch(
+        &self,
+        obj: &ObjectRef,
+        resource_version: &str,
+        timeout_secs: u64,
+        read_timeout: Duration,
+    ) -> Result<Watch, Error> {
+        let path = format!(
+            "{}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={}",
+            self.collection_path(obj),
+            query_escape(resource_version),
+            timeout_secs.max(1)
+        );
+        let resp = self.get(&path, read_timeout)?;
+        Ok(Watch {
+            resp,
+            obj: obj.clone(),
+        })
+    }
+
+    fn collection_path(&self, obj: &ObjectRef) -> String {
+        format!(
+            "{}/api/v1/namespaces/{}/{}?fieldSelector=metadata.name%3D{}",
+            self.api.base_path,
+            obj.namespace,
+            obj.kind.plural(),
+            obj.name
+        )
+    }
+
+    /// One GET; a non-2xx answer becomes [`Error::Api`] with its `Status`.
+    fn get(
+        &self,
+        path_and_query: &str,
+        read_timeout: Duration,
+    ) -> Result<http::Response<tls::Stream>, Error> {
+        let config = match &self.trust {
+            Some(cache) => {
+                let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                Some(cache.config().map_err(Error::Transport)?)
+            }
+            None => None,
+        };
+        let mut stream = tls::connect(
+            &self.api.host,
+            self.api.port,
+            config.as_ref(),
+            self.connect_timeout,
+            self.io_timeout,
+        )
+        .map_err(|e| Error::Transport(e.to_string()))?;
+        let token = self.token();
+        let auth = token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        let host = self.api.host_header();
+        http::write_request(
+            &mut stream,
+            &http::Request {
+                method: "GET",
+                host: &host,
+                path_and_query,
+                headers: &headers,
+                body: &[],
+            },
+        )?;
+        stream
+            .set_read_timeout(Some(read_timeout))
+            .map_err(|e| Error::Transport(format!("set read timeout: {e}")))?;
+        let mut resp = http::read_response(stream, false)?;
+        let code = resp.head.status;
+        if (200..300).contains(&code) {
+            return Ok(resp);
+        }
+        if (300..400).contains(&code) {
+            let to = resp.head.header("location").unwrap_or("?").to_string();
+            return Err(Error::Transport(format!(
+                "api server answered {code} redirect to {to:?}: redirects are not followed"
+            )));
+        }
+        let retry_after = resp
+            .head
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(300)));
+        let status = resp
+            .read_body(MAX_STATUS_BYTES)
+            .ok()
+            .and_then(|b| decode_status(&b));
+        Err(Error::Api {
+            code,
+            status,
+            retry_after,
+        })
+    }
+
+    /// The token, read fresh. A missing file means no Authorization header (warned once).
+    fn token(&self) -> Option<String> {
+        let read = std::fs::File::open(&self.token_file).and_then(|f| {
+            use std::io::Read;
+            let mut s = String::new();
+            f.take(MAX_TOKEN_BYTES).read_to_string(&mut s)?;
+            Ok(s)
+        });
+        match read {
+            Ok(s) => {
+                let t = s.trim();
+                (!t.is_empty()).then(|| t.to_string())
+            }
+            Err(e) => {
+                if !self.warned_token.swap(true, Ordering::Relaxed) {
+                    let path = self.token_file.display();
+                    log::warn(
+                        "no token: requests go without Authorization",
+                        &[("token_file", &path), ("err", &e)],
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+/// An open watch stream.
+pub struct Watch {
+    resp: http::Response<tls::Stream>,
+    obj: ObjectRef,
+}
+
+impl Watch {
+    /// The next event; `Ok(None)` when the server ended the stream normally.
+    pub fn next(&mut self) -> Result<Option<Event>, Error> {
+        match self.resp.read_line(MAX_EVENT_BYTES)? {
+            None => Ok(None),
+            Some(line) => decode_event(&line, &self.obj).map(Some),
+        }
+    }
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_json<'a>(body: &'a [u8], what: &str) -> Result<json::Value<'a>, Error> {
+    json::parse(body).map_err(|e| Error::Decode(format!("{what}: {e}")))
+}
+
+fn str_at<'a>(v: &'a json::Value<'_>, path: &[&str]) -> Option<&'a str> {
+    v.pointer(path).and_then(|v| v.as_str())
+}
+
+/// Decodes a list answer for `obj`.
+pub fn decode_list(body: &[u8], obj: &ObjectRef) -> Result<Listed, Error> {
+    let v = parse_json(body, "list")?;
+    if str_at(&v, &["kind"]) == Some("Status") {
+        let status = decode_status_value(&v);
+        return Err(Error::Api {
+            code: status.code,
+            status: Some(status),
+            retry_after: None,
+        });
+    }
+    let resource_version = str_at(&v, &["metadata", "resourceVersion"])
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Decode("list: no metadata.resourceVersion".into()))?
+        .to_string();
+    let items = v
+        .get("items")
+        .ok_or_else(|| Error::Decode("list: no items".into()))?;
+    let items: &[json::Value] = if items.is_null() {
+        &[]
+    } else {
+        items
+            .as_array()
+            .ok_or_else(|| Error::Decode("list: items is not an array".into()))?
+    };
+    let object = items
+        .iter()
+        .find(|item| str_at(item, &["metadata", "name"]) == Some(&obj.name))
+        .map(|item| decode_object(item, obj.kind))
+        .transpose()?;
+    Ok(Listed {
+        resource_version,
+        object,
+    })
+}
+
+/// Decodes an object's version and files. A malformed version is an error; malformed
+/// content is kept inside [`Object::files`] so the caller can refuse it by name.
+pub fn decode_object(v: &json::Value<'_>, kind: Kind) -> Result<Object, Error> {
+    let resource_version = str_at(v, &["metadata", "resourceVersion"])
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Decode("object: no metadata.resourceVersion".into()))?
+        .to_string();
+    Ok(Object {
+        resource_version,
+        files: files_of(v, kind),
+    })
+}
+
+fn files_of(v: &json::Value<'_>, kind: Kind) -> Result<Files, String> {
+    let mut files = Files::new();
+    // ConfigMap `data` is text; Secret `data` and every `binaryData` are base64.
+    let sections: [(&str, bool); 2] = [("data", kind == Kind::Secret), ("binaryData", true)];
+    for (section, is_base64) in sections {
+        let Some(members) = v.get(section) else {
+            continue;
+        };
+        if members.is_null() {
+            continue;
+        }
+        let members = members
+            .as_object()
+            .ok_or_else(|| format!("{section} is not an object"))?;
+        for (key, value) in members {
+            let text = value
+                .as_str()
+                .ok_or_else(|| format!("{section} key {key:?}: value is not a string"))?;
+            let bytes = if is_base64 {
+                base64::decode(text).map_err(|e| format!("{section} key {key:?}: {e}"))?
+            } else {
+                text.as_bytes().to_vec()
+            };
+            if files.insert(key.to_string(), bytes).is_some() {
+                return Err(if section == "data" {
+                    format!("key {key:?} appears twice in data")
+                } else {
+                    format!("key {key:?} appears twice, or in both data and binaryData")
+                });
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Decodes one watch event line.
+pub fn decode_event(line: &[u8], obj: &ObjectRef) -> Result<Event, Error> {
+    let v = parse_json(line, "watch event")?;
+    let kind = str_at(&v, &["type"])
+        .ok_or_else(|| Error::Decode("watch event: no type".into()))?;
+    let object = v
+        .get("object")
+        .ok_or_else(|| Error::Decode(format!("watch event {kind}: no object")))?;
+    let version = || {
+        str_at(object, &["metadata", "resourceVersion"])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Decode(format!(
+                    "watch event {kind}: no metadata.resourceVersion"
+                ))
+            })
+    };
+    match kind {
+        "ADDED" | "MODIFIED" | "DELETED"
+            if str_at(object, &["metadata", "name"]) != Some(&obj.name) =>
+        {
+            Ok(Event::Ignored {
+                resource_version: version()?,
+            })
+        }
+        "ADDED" | "MODIFIED" => Ok(Event::Upsert(decode_object(object, obj.kind)?)),
+        "DELETED" => Ok(Event::Deleted {
+            resource_version: version()?,
+        }),
+        "BOOKMARK" => Ok(Event::Bookmark {
+            resource_version: version()?,
+        }),
+        "ERROR" => {
+            let status = decode_status_value(object);
+            if status.code == 410 || status.reason == "Expired" || status.reason == "Gone" {
+                Ok(Event::Expired(status))
+            } else {
+                Ok(Event::Error(status))
+            }
+        }
+        other => Err(Error::Decode(format!(
+            "watch event: unknown type {:?}",
+            other.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// A `Status` from an error body, if it is one.
+pub fn decode_status(body: &[u8]) -> Option<Status> {
+    let v = json::parse(body).ok()?;
+    (str_at(&v, &["kind"]) == Some("Status")).then(|| decode_status_value(&v))
+}
+
+fn decode_status_value(v: &json::Value<'_>) -> Status {
+    let clip = |s: &str| s.chars().take(300).collect::<String>();
+    Status {
+        code: v
+            .get("code")
+            .and_then(|c| c.as_i64())
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(0),
+        reason: clip(str_at(v, &["reason"]).unwrap_or("")),
+        message: clip(str_at(v, &["message"]).unwrap_or("")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: Kind::ConfigMap,
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn files(pairs: &[(&str, &[u8])]) -> Files {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn list_with_and_without_the_object() {
+        let body = br#"{
+          "kind": "ConfigMapList", "apiVersion": "v1",
+          "metadata": {"resourceVersion": "1234"},
+          "items": [{"metadata": {"name": "envoy", "resourceVersion": "1200"},
+                     "data": {"lds.yaml": "a\nb", "cds.yaml": "c"},
+                     "binaryData": {"bin": "AAEC"}}]
+        }"#;
+        let l = decode_list(body, &cm("envoy")).unwrap();
+        assert_eq!(l.resource_version, "1234");
+        let o = l.object.unwrap();
+        assert_eq!(o.resource_version, "1200");
+        assert_eq!(
+            o.files.unwrap(),
+            files(&[("lds.yaml", b"a\nb"), ("cds.yaml", b"c"), ("bin", &[0, 1, 2])])
+        );
+        let empty = br#"{"kind":"ConfigMapList","metadata":{"resourceVersion":"9"},"items":[]}"#;
+        assert_eq!(
+            decode_list(empty, &cm("envoy")).unwrap(),
+            Listed {
+                resource_version: "9".into(),
+                object: None
+            }
+        );
+        let other = br#"{"metadata":{"resourceVersion":"9"},"items":[{"metadata":{"name":"x","resourceVersion":"3"}}]}"#;
+        assert_eq!(decode_list(other, &cm("envoy")).unwrap().object, None);
+    }
+
+    #[test]
+    fn bad_lists_say_what_is_wrong() {
+        let table: &[(&[u8], &str)] = &[
+            (b"{", "list: invalid json"),
+            (br#"{"items":[]}"#, "no metadata.resourceVersion"),
+            (br#"{"metadata":{"resourceVersion":"1"}}"#, "no items"),
+            (br#"{"metadata":{"resourceVersion":"1"},"items":{}}"#, "not an array"),
+            (br#"{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"envoy"}}]}"#, "object: no metadata.resourceVersion"),
+        ];
+        for (body, want) in table {
+            let e = decode_list(body, &cm("envoy")).unwrap_err().to_string();
+            assert!(e.contains(want), "{}: {e}", String::from_utf8_lossy(body));
+        }
+        let status = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"configmaps is forbidden","reason":"Forbidden","code":403}"#;
+        let e = decode_list(status, &cm("envoy")).unwrap_err();
+        assert_eq!(e.code(), Some(403));
+        assert!(e.to_string().contains("Forbidden: configmaps is forbidden"), "{e}");
+    }
+
+    #[test]
+    fn refused_content_is_kept_as_a_reason() {
+        let table: &[(&str, &str)] = &[
+            (r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1","a":"2"}}"#, "key \"a\" appears twice in data"),
+            (r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1"},"binaryData":{"a":"AA=="}}"#, "in both data and binaryData"),
+            (r#"{"metadata":{"resourceVersion":"1"},"data":{"a":1}}"#, "data key \"a\": value is not a string"),
+            (r#"{"metadata":{"resourceVersion":"1"},"data":[]}"#, "data is not an object"),
+            (r#"{"metadata":{"resourceVersion":"1"},"binaryData":{"b":"***"}}"#, "binaryData key \"b\": invalid base64"),
+        ];
+        for (text, want) in table {
+            let v = json::parse(text.as_bytes()).unwrap();
+            let o = decode_object(&v, Kind::ConfigMap).unwrap();
+            let e = o.files.unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let v = json::parse(br#"{"metadata":{"resourceVersion":"1"},"data":null}"#).unwrap();
+        assert_eq!(decode_object(&v, Kind::ConfigMap).unwrap().files, Ok(Files::new()));
+    }
+
+    #[test]
+    fn secrets_are_base64() {
+        let v = json::parse(br#"{"metadata":{"resourceVersion":"5"},"data":{"tls.crt":"aGVsbG8="}}"#).unwrap();
+        let o = decode_object(&v, Kind::Secret).unwrap();
+        assert_eq!(o.files.unwrap(), files(&[("tls.crt", b"hello")]));
+    }
+
+    #[test]
+    fn watch_events() {
+        let o = cm("envoy");
+        let table: &[(&str, Event)] = &[
+            (
+                r#"{"type":"ADDED","object":{"metadata":{"name":"envoy","resourceVersion":"7"},"data":{"k":"v"}}}"#,
+                Event::Upsert(Object { resource_version: "7".into(), files: Ok(files(&[("k", b"v")])) }),
+            ),
+            (
+                r#"{"type":"MODIFIED","object":{"metadata":{"name":"envoy","resourceVersion":"8"}}}"#,
+                Event::Upsert(Object { resource_version: "8".into(), files: Ok(Files::new()) }),
+            ),
+            (
+                r#"{"type":"DELETED","object":{"metadata":{"name":"envoy","resourceVersion":"9"},"data":{"k":"v"}}}"#,
+                Event::Deleted { resource_version: "9".into() },
+            ),
+            (
+                r#"{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"12"}}}"#,
+                Event::Bookmark { resource_version: "12".into() },
+            ),
+            (
+                r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#,
+                Event::Expired(Status { code: 410, reason: "Expired".into(), message: "too old resource version: 1 (5)".into() }),
+            ),
+            (
+                r#"{"type":"ERROR","object":{"kind":"Status","message":"internal error","reason":"InternalError","code":500}}"#,
+                Event::Error(Status { code: 500, reason: "InternalError".into(), message: "internal error".into() }),
+            ),
+            (
+                r#"{"type":"ADDED","object":{"metadata":{"name":"other","resourceVersion":"13"}}}"#,
+                Event::Ignored { resource_version: "13".into() },
+            ),
+        ];
+        for (line, want) in table {
+            assert_eq!(&decode_event(line.as_bytes(), &o).unwrap(), want, "{line}");
+        }
+        for bad in [
+            "garbage",
+            r#"{"object":{}}"#,
+            r#"{"type":"ADDED"}"#,
+            r#"{"type":"BOOKMARK","object":{"metadata":{}}}"#,
+            r#"{"type":"WHATEVER","object":{}}"#,
+        ] {
+            assert!(decode_event(bad.as_bytes(), &o).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn versions_are_escaped_in_queries() {
+        assert_eq!(query_escape("12345"), "12345");
+        assert_eq!(query_escape("a&b=c d"), "a%26b%3Dc%20d");
+    }
+}

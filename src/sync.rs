@@ -1,0 +1,584 @@
+//! Keeping the output directory in step with the API server.
+//!
+//! - `-onetime`: list every object once, write one snapshot, exit 0; any failure exits 1.
+//! - poll (neither flag): list every object each `-sync-interval`, write when different.
+//! - `-watch`: one reflector thread per object (list, then watch from the list's version,
+//!   following every event's version, re-watching on a normal end, relisting on "too old",
+//!   backing off with jitter on errors) sends what it learns to the one writer loop, which
+//!   merges every object's last good files and writes a snapshot. Bursts are coalesced:
+//!   the writer drains every pending message before it writes.
+//!
+//! Invariants: only the writer loop touches the disk, and it holds [`write_lock`] while it
+//! does; content that is refused (bad key, collision, an emptied Listener/Cluster file)
+//! never replaces the last good files; a deleted object keeps its last files.
+
+use crate::backoff::{Backoff, Rng};
+use crate::cli::{Config, Mode};
+use crate::kube::{self, Client, Event, ObjectRef};
+use crate::log;
+use crate::snapshot::{self, Files, Outcome, Writer};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static WRITE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Held while a snapshot is written; `main` takes it before exiting on a signal so that a
+/// write in progress always finishes.
+pub fn write_lock() -> &'static Mutex<()> {
+    &WRITE_LOCK
+}
+
+/// Runs the configured mode; returns the process exit code (only `-onetime` returns).
+pub fn run(cfg: &Config) -> i32 {
+    let client = Arc::new(Client::new(
+        cfg.apiserver.clone(),
+        cfg.token_file.clone(),
+        &cfg.trust,
+    ));
+    let mut sink = match Sink::open(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error("cannot use the output directory", &[("err", &e)]);
+            return 1;
+        }
+    };
+    match cfg.mode {
+        Mode::OneTime => one_time(cfg, &client, &mut sink),
+        Mode::Poll => poll(cfg, &client, &mut sink),
+        Mode::Watch => watch(cfg, client, &mut sink),
+    }
+}
+
+fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
+    let mut all = Vec::with_capacity(cfg.objects.len());
+    for obj in &cfg.objects {
+        match client.list(obj, false) {
+            Ok(kube::Listed {
+                object: Some(o), ..
+            }) => match o.files {
+                Ok(files) => all.push((obj.clone(), files)),
+                Err(e) => {
+                    log::error(&format!("{obj}: refused: {e}"), &[]);
+                    return 1;
+                }
+            },
+            Ok(kube::Listed { object: None, .. }) => {
+                log::error(&format!("{obj}: not found"), &[]);
+                return 1;
+            }
+            Err(e) => {
+                log::error(&format!("{obj}: list: {e}"), &[]);
+                return 1;
+            }
+        }
+    }
+    match sink.apply(cfg, &all) {
+        Ok(_) => 0,
+        Err(e) => {
+            log::error(&e, &[]);
+            1
+        }
+    }
+}
+
+fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
+    let mut state = State::new(cfg.objects.len());
+    let mut rng = Rng::from_entropy();
+    loop {
+        for (idx, obj) in cfg.objects.iter().enumerate() {
+            match client.list(obj, false) {
+                Ok(l) => state.listed(obj, idx, l.object),
+                Err(e) => log::warn(&format!("{obj}: list: {e}"), &[]),
+            }
+        }
+        if let Some(all) = state.complete(&cfg.objects) {
+            if let Err(e) = sink.apply(cfg, &all) {
+                log::error(&e, &[]);
+            }
+        }
+        std::thread::sleep(rng.scale(cfg.sync_interval, 0.95, 1.05));
+    }
+}
+
+/// What the reflectors tell the writer loop.
+enum Msg {
+    /// A list answer: the object, or None when it does not exist.
+    Listed(usize, Option<kube::Object>),
+    /// ADDED or MODIFIED.
+    Upsert(usize, kube::Object),
+    Deleted(usize),
+}
+
+/// The last good files of each object (None until first seen).
+struct State {
+    files: Vec<Option<Files>>,
+    versions: Vec<Option<String>>,
+}
+
+impl State {
+    fn new(n: usize) -> State {
+        State {
+            files: vec![None; n],
+            versions: vec![None; n],
+        }
+    }
+
+    fn listed(&mut self, obj: &ObjectRef, idx: usize, object: Option<kube::Object>) {
+        match object {
+            Some(o) => self.upsert(obj, idx, o),
+            None if self.files[idx].is_some() => log::warn(
+                &format!("{obj}: not found; keeping its last files"),
+                &[],
+            ),
+            None => log::warn(&format!("{obj}: not found; waiting for it"), &[]),
+        }
+    }
+
+    fn upsert(&mut self, obj: &ObjectRef, idx: usize, o: kube::Object) {
+        if self.versions[idx].as_deref() == Some(&o.resource_version) {
+            return;
+        }
+        self.versions[idx] = Some(o.resource_version.clone());
+        match o.files {
+            Ok(f) => self.files[idx] = Some(f),
+            Err(e) => log::error(
+                &format!("{obj}: refused: {e}; keeping the last files"),
+                &[("resource_version", &o.resource_version)],
+            ),
+        }
+    }
+
+    /// Every object's files, once each object has been seen.
+    fn complete(&self, objects: &[ObjectRef]) -> Option<Vec<(ObjectRef, Files)>> {
+        objects
+            .iter()
+            .zip(&self.files)
+            .map(|(o, f)| f.as_ref().map(|f| (o.clone(), f.clone())))
+            .collect()
+    }
+}
+
+fn watch(cfg: &Config, client: Arc<Client>, sink: &mut Sink) -> i32 {
+    let (tx, rx) = mpsc::channel();
+    for (idx, obj) in cfg.objects.iter().enumerate() {
+        let (tx, client, obj) = (tx.clone(), client.clone(), obj.clone());
+        let (sync_interval, watch_timeout) = (cfg.sync_interval, cfg.watch_timeout);
+        let spawned = std::thread::Builder::new()
+            .name(format!("watch-{idx}"))
+            .spawn(move || reflect(idx, obj, &client, sync_interval, watch_timeout, &tx));
+        if let Err(e) = spawned {
+            log::error("cannot start a watch thread", &[("err", &e)]);
+            return 1;
+        }
+    }
+    drop(tx);
+    writer_loop(cfg, sink, &rx);
+    1
+}
+
+/// Receives what the reflectors learn, and writes; retries a failed write with backoff.
+fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
+    let mut state = State::new(cfg.objects.len());
+    let mut retry = Backoff::new(Rng::from_entropy());
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let first = match retry_at {
+            None => rx.recv().ok(),
+            Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        if first.is_none() && retry_at.is_none() {
+            return; // every reflector is gone
+        }
+        let mut changed = false;
+        for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            changed = true;
+            match msg {
+                Msg::Listed(idx, object) => state.listed(&cfg.objects[idx], idx, object),
+                Msg::Upsert(idx, o) => state.upsert(&cfg.objects[idx], idx, o),
+                Msg::Deleted(idx) => log::warn(
+                    &format!("{}: deleted; keeping its last files", cfg.objects[idx]),
+                    &[],
+                ),
+            }
+        }
+        if !changed && retry_at.is_none() {
+            continue;
+        }
+        let Some(all) = state.complete(&cfg.objects) else {
+            continue;
+        };
+        match sink.apply(cfg, &all) {
+            Ok(_) => {
+                retry.reset();
+                retry_at = None;
+            }
+            Err(e) if e.starts_with("write:") => {
+                let delay = retry.next_delay();
+                log::error(&e, &[("retry_in", &format!("{:.1}s", delay.as_secs_f64()))]);
+                retry_at = Some(Instant::now() + delay);
+            }
+            Err(e) => {
+                // Refused content: nothing to retry until the objects change.
+                log::error(&e, &[]);
+                retry_at = None;
+            }
+        }
+    }
+}
+
+/// One object's list+watch loop (client-go's reflector, for one name).
+fn reflect(
+    idx: usize,
+    obj: ObjectRef,
+    client: &Client,
+    sync_interval: Duration,
+    watch_timeout: Duration,
+    tx: &Sender<Msg>,
+) {
+    let mut backoff = Backoff::new(Rng::from_entropy());
+    let mut rng = Rng::from_entropy();
+    'list: loop {
+        let listed = match client.list(&obj, false) {
+            Ok(l) => l,
+            Err(e) => {
+                pause(&obj, "list", &e, &mut backoff);
+                continue 'list;
+            }
+        };
+        let mut version = listed.resource_version;
+        let mut object_version = listed.object.as_ref().map(|o| o.resource_version.clone());
+        if tx.send(Msg::Listed(idx, listed.object)).is_err() {
+            return;
+        }
+        let next_check = |rng: &mut Rng| {
+            (!sync_interval.is_zero()).then(|| Instant::now() + rng.scale(sync_interval, 0.9, 1.1))
+        };
+        let mut check_at = next_check(&mut rng);
+        loop {
+            if check_at.is_some_and(|t| Instant::now() >= t) {
+                check_at = next_check(&mut rng);
+                // Safety net: a cheap read from the watch cache; a difference means
+                // something was missed, and a consistent relist settles it.
+                match client.list(&obj, true) {
+                    Ok(l) if l.object.as_ref().map(|o| &o.resource_version) != object_version.as_ref() => {
+                        log::warn(&format!("{obj}: safety-net check found a difference; relisting"), &[]);
+                        continue 'list;
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn(&format!("{obj}: safety-net check: {e}"), &[]),
+                }
+            }
+            let mut timeout = rng.scale(watch_timeout, 1.0, 2.0);
+            if let Some(t) = check_at {
+                timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+            }
+            let timeout_secs = timeout.as_secs().max(1);
+            let read_timeout = Duration::from_secs(timeout_secs)
+                + (watch_timeout / 10).clamp(Duration::from_secs(2), Duration::from_secs(30));
+            let started = Instant::now();
+            let mut w = match client.watch(&obj, &version, timeout_secs, read_timeout) {
+                Ok(w) => w,
+                Err(e) if e.is_gone() => {
+                    log::info(&format!("{obj}: watch: too old resource version; relisting"), &[]);
+                    continue 'list;
+                }
+                Err(e) => {
+                    pause(&obj, "watch", &e, &mut backoff);
+                    continue;
+                }
+            };
+            let mut events = 0u64;
+            let ended = loop {
+                match w.next() {
+                    Ok(Some(Event::Upsert(o))) => {
+                        events += 1;
+                        version = o.resource_version.clone();
+                        object_version = Some(o.resource_version.clone());
+                        if tx.send(Msg::Upsert(idx, o)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(Event::Deleted { resource_version })) => {
+                        events += 1;
+                        version = resource_version;
+                        object_version = None;
+                        if tx.send(Msg::Deleted(idx)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(Event::Bookmark { resource_version }))
+                    | Ok(Some(Event::Ignored { resource_version })) => {
+                        events += 1;
+                        version = resource_version;
+                    }
+                    Ok(Some(Event::Expired(status))) => {
+                        log::info(
+                            &format!("{obj}: watch: too old resource version; relisting"),
+                            &[("status", &status)],
+                        );
+                        continue 'list;
+                    }
+                    Ok(Some(Event::Error(status))) => {
+                        break Err(kube::Error::Transport(format!("error event: {status}")))
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            let lasted = started.elapsed();
+            if events > 0 || lasted >= Duration::from_secs(30) {
+                backoff.reset();
+            }
+            match ended {
+                Ok(()) if events > 0 || lasted >= Duration::from_secs(1) => {}
+                Ok(()) => pause(
+                    &obj,
+                    "watch",
+                    &kube::Error::Transport("ended at once with no event".into()),
+                    &mut backoff,
+                ),
+                Err(e) => pause(&obj, "watch", &e, &mut backoff),
+            }
+        }
+    }
+}
+
+/// Logs a failed request and sleeps the backoff delay (or the server's Retry-After).
+fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
+    let delay = backoff.next_delay().max(e.retry_after().unwrap_or_default());
+    let hint = match e.code() {
+        Some(401) => "; the token file is read again before the next request",
+        _ => "",
+    };
+    log::warn(
+        &format!("{obj}: {op}: {e}{hint}"),
+        &[("retry_in", &format!("{:.1}s", delay.as_secs_f64()))],
+    );
+    std::thread::sleep(delay);
+}
+
+/// Where snapshots go: the directory, or stdout for `-dry-run`.
+enum Sink {
+    Disk(Writer),
+    DryRun(Option<Files>),
+}
+
+impl Sink {
+    fn open(cfg: &Config) -> Result<Sink, String> {
+        if cfg.dry_run {
+            return Ok(Sink::DryRun(None));
+        }
+        let mut w = Writer::new(&cfg.output_dir);
+        w.set_fsync(cfg.fsync);
+        let swept = w.sweep().map_err(|e| format!("write: {e}"))?;
+        if !swept.is_empty() {
+            log::info(
+                "swept leftovers of an earlier run",
+                &[("dir", &cfg.output_dir.display()), ("removed", &swept.join(","))],
+            );
+        }
+        Ok(Sink::Disk(w))
+    }
+
+    fn last(&self) -> Result<Option<Files>, String> {
+        match self {
+            Sink::Disk(w) => w.current().map_err(|e| format!("write: {e}")),
+            Sink::DryRun(last) => Ok(last.clone()),
+        }
+    }
+
+    /// Merges, checks and writes. Errors starting with "write:" are worth retrying.
+    fn apply(&mut self, cfg: &Config, all: &[(ObjectRef, Files)]) -> Result<Outcome, String> {
+        let merged = merge(all)?;
+        if !cfg.allow_empty_resources {
+            if let Some(last) = self.last()? {
+                guard_empty_resources(&last, &merged)?;
+            }
+        }
+        let names = all
+            .iter()
+            .map(|(o, _)| o.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        match self {
+            Sink::DryRun(last) => {
+                if last.as_ref() == Some(&merged) {
+                    return Ok(Outcome::Unchanged);
+                }
+                print_dry_run(&merged);
+                *last = Some(merged);
+                Ok(Outcome::Unchanged)
+            }
+            Sink::Disk(w) => {
+                let _guard = write_lock().lock().unwrap_or_else(|p| p.into_inner());
+                let outcome = w.write(&merged).map_err(|e| format!("write: {e}"))?;
+                if let Outcome::Written {
+                    version,
+                    added,
+                    changed,
+                    removed,
+                    bytes,
+                } = &outcome
+                {
+                    log::info(
+                        "snapshot written",
+                        &[
+                            ("dir", &w.dir().display()),
+                            ("version", version),
+                            ("added", &added.join(",")),
+                            ("changed", &changed.join(",")),
+                            ("removed", &removed.join(",")),
+                            ("bytes", bytes),
+                            ("from", &names),
+                        ],
+                    );
+                }
+                Ok(outcome)
+            }
+        }
+    }
+}
+
+/// Merges the objects' files into one set; a key in two objects is refused, naming both.
+pub fn merge(all: &[(ObjectRef, Files)]) -> Result<Files, String> {
+    let mut out = Files::new();
+    let mut owner: BTreeMap<&str, &ObjectRef> = BTreeMap::new();
+    for (obj, files) in all {
+        for (key, bytes) in files {
+            snapshot::validate_key(key).map_err(|e| format!("{obj}: refused: {e}"))?;
+            if let Some(first) = owner.insert(key, obj) {
+                return Err(format!(
+                    "key {key:?} is in both {first} and {obj}: update refused, keeping the last files"
+                ));
+            }
+            out.insert(key.clone(), bytes.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Envoy treats an LDS or CDS file with no resources as "remove every listener / cluster".
+/// A key that carried Listener or Cluster resources must not lose all of them.
+pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), String> {
+    for (key, old) in last {
+        let Some(new) = next.get(key) else { continue };
+        if carries_listeners_or_clusters(old) && !carries_listeners_or_clusters(new) {
+            return Err(format!(
+                "key {key:?}: update refused: it carried Listener or Cluster resources and would carry none, which makes Envoy remove them all (use -allow-empty-resources to allow it); keeping the last files"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A sniff, not a YAML parser: a `resources` list that names a Listener or Cluster type.
+fn carries_listeners_or_clusters(content: &[u8]) -> bool {
+    let has = |needle: &[u8]| content.windows(needle.len()).any(|w| w == needle);
+    has(b"resources")
+        && (has(b"type.googleapis.com/envoy.config.listener.v3.Listener")
+            || has(b"type.googleapis.com/envoy.config.cluster.v3.Cluster"))
+}
+
+fn print_dry_run(files: &Files) {
+    let mut out = Vec::new();
+    for (name, bytes) in files {
+        let _ = writeln!(out, "==> {name} ({} bytes) <==", bytes.len());
+        out.extend_from_slice(bytes);
+        if !bytes.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&out);
+    let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::Kind;
+
+    fn obj(name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: Kind::ConfigMap,
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    fn files(pairs: &[(&str, &str)]) -> Files {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn merge_refuses_collisions_and_bad_keys() {
+        let a = (obj("a"), files(&[("lds.yaml", "1"), ("x", "2")]));
+        let b = (obj("b"), files(&[("cds.yaml", "3")]));
+        let m = merge(&[a.clone(), b]).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["cds.yaml", "lds.yaml", "x"]);
+        let c = (obj("c"), files(&[("x", "4")]));
+        let e = merge(&[a.clone(), c]).unwrap_err();
+        assert!(e.contains("\"x\" is in both configmap ns/a and configmap ns/c"), "{e}");
+        for bad in ["../x", "..data", "a/b", ".", ""] {
+            let e = merge(&[(obj("h"), files(&[(bad, "x")]))]).unwrap_err();
+            assert!(e.starts_with("configmap ns/h: refused: "), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn empty_listener_or_cluster_files_are_refused() {
+        let lds = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: l\n";
+        let cds = "resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: c\n";
+        let last = files(&[("lds.yaml", lds), ("cds.yaml", cds), ("other", "x")]);
+        let table: &[(&[(&str, &str)], Option<&str>)] = &[
+            (&[("lds.yaml", lds), ("cds.yaml", cds)], None),
+            (&[("lds.yaml", "version_info: \"2\"\nresources: []\n"), ("cds.yaml", cds)], Some("lds.yaml")),
+            (&[("lds.yaml", lds), ("cds.yaml", "resources:\n")], Some("cds.yaml")),
+            (&[("lds.yaml", "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\nname: l\n")], Some("lds.yaml")),
+            (&[("cds.yaml", cds)], None), // a removed key is not an emptied one
+            (&[("lds.yaml", lds), ("cds.yaml", cds), ("other", "")], None),
+        ];
+        for (next, want) in table {
+            let r = guard_empty_resources(&last, &files(next));
+            match want {
+                None => assert!(r.is_ok(), "{next:?}: {r:?}"),
+                Some(key) => {
+                    let e = r.unwrap_err();
+                    assert!(e.contains(&format!("key \"{key}\"")) && e.contains("-allow-empty-resources"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_waits_for_every_object_and_keeps_deleted_ones() {
+        let objs = [obj("a"), obj("b")];
+        let mut s = State::new(2);
+        let o = |rv: &str, f: Result<Files, String>| kube::Object {
+            resource_version: rv.into(),
+            files: f,
+        };
+        s.listed(&objs[0], 0, Some(o("1", Ok(files(&[("k", "v")])))));
+        assert!(s.complete(&objs).is_none());
+        s.listed(&objs[1], 1, None);
+        assert!(s.complete(&objs).is_none());
+        s.upsert(&objs[1], 1, o("2", Ok(files(&[("j", "w")]))));
+        assert_eq!(s.complete(&objs).unwrap().len(), 2);
+        // refused content keeps the last good files
+        s.upsert(&objs[1], 1, o("3", Err("bad".into())));
+        assert_eq!(s.complete(&objs).unwrap()[1].1, files(&[("j", "w")]));
+        // not found after being seen: kept
+        s.listed(&objs[0], 0, None);
+        assert_eq!(s.complete(&objs).unwrap()[0].1, files(&[("k", "v")]));
+    }
+}
