@@ -121,7 +121,12 @@ mod tests {
             .collect();
         firsts.sort_by(|a, b| a.total_cmp(b));
         let worst = (0..firsts.len())
-            .map(|i| firsts[i..].iter().take_while(|x| **x < firsts[i] + 0.1).count())
+            .map(|i| {
+                firsts[i..]
+                    .iter()
+                    .take_while(|x| **x < firsts[i] + 0.1)
+                    .count()
+            })
             .max()
             .unwrap();
         assert!(worst <= 25, "{worst} of 100 within 100 ms");
@@ -134,6 +139,9 @@ mod tests {
         for _ in 0..10_000 {
             buckets[(r.next_f64() * 10.0) as usize] += 1;
         }
-        assert!(buckets.iter().all(|n| (800..1200).contains(n)), "{buckets:?}");
+        assert!(
+            buckets.iter().all(|n| (800..1200).contains(n)),
+            "{buckets:?}"
+        );
     }
 }

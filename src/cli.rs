@@ -81,6 +81,8 @@ pub struct Config {
     pub dry_run: bool,
     pub allow_empty_resources: bool,
     pub fsync: bool,
+    /// Address of the health and metrics server, when wanted.
+    pub listen: Option<String>,
 }
 
 /// The result of parsing: run, or print help / version and exit 0.
@@ -129,6 +131,7 @@ Flags (Go syntax: -flag, --flag, -flag=value, -flag value):
   -allow-empty-resources
                         allow an update that leaves a Listener or Cluster file with no resources
   -fsync                fsync files and directories on every snapshot
+  -listen ADDR          serve /readyz, /healthz and /metrics on ADDR (e.g. :9090); off by default
   -version              print the version and exit
   -h, -help             print this help and exit
 ";
@@ -156,6 +159,7 @@ const VALUE_FLAGS: &[&str] = &[
     "output-dir",
     "sync-interval",
     "watch-timeout",
+    "listen",
 ];
 
 /// Raw flag values before defaults and validation.
@@ -169,6 +173,7 @@ struct Raw {
     output_dir: Option<String>,
     sync_interval: Option<Duration>,
     watch_timeout: Option<Duration>,
+    listen: Option<String>,
     insecure: bool,
     onetime: bool,
     watch: bool,
@@ -268,7 +273,8 @@ fn set_bool(raw: &mut Raw, name: &str, on: bool) {
 
 fn set_value(raw: &mut Raw, name: &str, value: String) -> Result<(), UsageError> {
     let duration = |v: &str| {
-        parse_go_duration(v).map_err(|e| UsageError(format!("invalid value {v:?} for -{name}: {e}")))
+        parse_go_duration(v)
+            .map_err(|e| UsageError(format!("invalid value {v:?} for -{name}: {e}")))
     };
     match name {
         "apiserver" => raw.apiserver = Some(value),
@@ -279,6 +285,7 @@ fn set_value(raw: &mut Raw, name: &str, value: String) -> Result<(), UsageError>
         "ca-file" => raw.ca_file = Some(value),
         "output-dir" => raw.output_dir = Some(value),
         "sync-interval" => raw.sync_interval = Some(duration(&value)?),
+        "listen" => raw.listen = Some(parse_listen(&value)?),
         _ => raw.watch_timeout = Some(duration(&value)?), // "watch-timeout"
     }
     Ok(())
@@ -295,9 +302,7 @@ fn build(
         ));
     }
     if raw.onetime && raw.watch {
-        return Err(UsageError(
-            "-onetime and -watch exclude each other".into(),
-        ));
+        return Err(UsageError("-onetime and -watch exclude each other".into()));
     }
     if raw.insecure && raw.ca_file.is_some() {
         return Err(UsageError(
@@ -385,18 +390,41 @@ fn build(
             .map(PathBuf::from)
             .unwrap_or_else(|| sa_dir.join("token")),
         trust,
-        output_dir: PathBuf::from(raw.output_dir.unwrap_or_else(|| "/srv/runtime/current".into())),
+        output_dir: PathBuf::from(
+            raw.output_dir
+                .unwrap_or_else(|| "/srv/runtime/current".into()),
+        ),
         mode,
         sync_interval,
         watch_timeout,
         dry_run: raw.dry_run,
         allow_empty_resources: raw.allow_empty_resources,
         fsync: raw.fsync,
+        listen: raw.listen,
     })
 }
 
+/// `:9090`, `0.0.0.0:9090`, `127.0.0.1:0`, `[::]:9090` → a bindable address.
+fn parse_listen(v: &str) -> Result<String, UsageError> {
+    let addr = if v.starts_with(':') {
+        format!("0.0.0.0{v}")
+    } else {
+        v.to_string()
+    };
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| addr.clone())
+        .map_err(|_| {
+            UsageError(format!(
+                "invalid value {v:?} for -listen: want HOST:PORT or :PORT with an IP host"
+            ))
+        })
+}
+
 fn default_apiserver(env: &dyn Fn(&str) -> Option<String>) -> Result<ApiServer, UsageError> {
-    match (env("KUBERNETES_SERVICE_HOST"), env("KUBERNETES_SERVICE_PORT")) {
+    match (
+        env("KUBERNETES_SERVICE_HOST"),
+        env("KUBERNETES_SERVICE_PORT"),
+    ) {
         (Some(host), Some(port)) if !host.is_empty() && !port.is_empty() => {
             let host = if host.contains(':') {
                 format!("[{host}]")
@@ -432,7 +460,9 @@ pub fn parse_apiserver(url: &str) -> Result<ApiServer, UsageError> {
         return Err(bad("no query or fragment allowed"));
     }
     if authority.contains('@') {
-        return Err(bad("credentials in the URL are not supported; use -token-file"));
+        return Err(bad(
+            "credentials in the URL are not supported; use -token-file",
+        ));
     }
     let (host, port) = if let Some(after) = authority.strip_prefix('[') {
         let (h, tail) = after
@@ -540,7 +570,8 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         let int: u128 = if int.is_empty() {
             0
         } else {
-            int.parse().map_err(|_| format!("bad number in duration {s:?}"))?
+            int.parse()
+                .map_err(|_| format!("bad number in duration {s:?}"))?
         };
         let mut ns = int
             .checked_mul(unit_ns)
@@ -638,7 +669,11 @@ mod tests {
     use super::*;
 
     fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     fn run(args: &[&str], vars: &'static [(&'static str, &'static str)]) -> Result<Config, String> {
@@ -681,12 +716,27 @@ mod tests {
         assert_eq!(c.apiserver.to_string(), "https://kubernetes:443");
         assert_eq!(c.objects[0].namespace, "from-ns");
         assert_eq!(c.output_dir, PathBuf::from("/srv/runtime/current"));
-        assert_eq!(
-            c.token_file,
-            PathBuf::from("/nonexistent-sa-dir/token")
-        );
+        assert_eq!(c.token_file, PathBuf::from("/nonexistent-sa-dir/token"));
         assert_eq!(c.trust, TrustChoice::WebPkiRoots);
         assert_eq!(c.watch_timeout, Duration::from_secs(300));
+        assert_eq!(c.listen, None);
+    }
+
+    #[test]
+    fn listen_addresses() {
+        for (v, want) in [
+            (":9090", Ok("0.0.0.0:9090")),
+            ("127.0.0.1:0", Ok("127.0.0.1:0")),
+            ("[::]:1", Ok("[::]:1")),
+            ("localhost:1", Err(())),
+            ("9090", Err(())),
+        ] {
+            let r = run(&["-configmap", "x", "-namespace", "n", "-listen", v], &[]);
+            match want {
+                Ok(a) => assert_eq!(r.unwrap().listen.as_deref(), Some(a)),
+                Err(()) => assert!(r.unwrap_err().contains("-listen"), "{v}"),
+            }
+        }
     }
 
     #[test]
@@ -716,14 +766,20 @@ mod tests {
     fn in_cluster_apiserver_default() {
         let c = run(
             &["-configmap", "x", "-namespace", "n"],
-            &[("KUBERNETES_SERVICE_HOST", "10.96.0.1"), ("KUBERNETES_SERVICE_PORT", "443")],
+            &[
+                ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+                ("KUBERNETES_SERVICE_PORT", "443"),
+            ],
         )
         .unwrap();
         assert_eq!(c.apiserver.host, "10.96.0.1");
         assert_eq!(c.apiserver.port, 443);
         let c = run(
             &["-configmap", "x", "-namespace", "n"],
-            &[("KUBERNETES_SERVICE_HOST", "fd00::1"), ("KUBERNETES_SERVICE_PORT", "6443")],
+            &[
+                ("KUBERNETES_SERVICE_HOST", "fd00::1"),
+                ("KUBERNETES_SERVICE_PORT", "6443"),
+            ],
         )
         .unwrap();
         assert_eq!(c.apiserver.host, "fd00::1");
@@ -738,7 +794,10 @@ mod tests {
             ("http://127.0.0.1:8001/", Ok((false, "127.0.0.1", 8001, ""))),
             ("https://[::1]:6443", Ok((true, "::1", 6443, ""))),
             ("https://[::1]", Ok((true, "::1", 443, ""))),
-            ("https://h/k8s/clusters/c-1/", Ok((true, "h", 443, "/k8s/clusters/c-1"))),
+            (
+                "https://h/k8s/clusters/c-1/",
+                Ok((true, "h", 443, "/k8s/clusters/c-1")),
+            ),
             ("ftp://x", Err("must start with")),
             ("https://", Err("no host")),
             ("https://::1:443", Err("brackets")),
@@ -752,7 +811,11 @@ mod tests {
         for (url, want) in table {
             match (parse_apiserver(url), want) {
                 (Ok(a), Ok((https, host, port, path))) => {
-                    assert_eq!((a.https, a.host.as_str(), a.port, a.base_path.as_str()), (*https, *host, *port, *path), "{url}")
+                    assert_eq!(
+                        (a.https, a.host.as_str(), a.port, a.base_path.as_str()),
+                        (*https, *host, *port, *path),
+                        "{url}"
+                    )
                 }
                 (Err(e), Err(frag)) => assert!(e.0.contains(frag), "{url}: {e}"),
                 (got, _) => panic!("{url}: got {got:?}, want {want:?}"),
@@ -764,20 +827,57 @@ mod tests {
     fn usage_errors_name_the_flag() {
         let table: &[(&[&str], &str)] = &[
             (&["-configmap"], "flag needs an argument: -configmap"),
-            (&["-confgmap", "x"], "flag provided but not defined: -confgmap (did you mean -configmap?)"),
+            (
+                &["-confgmap", "x"],
+                "flag provided but not defined: -confgmap (did you mean -configmap?)",
+            ),
             (&["-bogus"], "flag provided but not defined: -bogus"),
             (&["-namespace", "n"], "at least one -configmap"),
-            (&["-configmap", "x", "-namespace", "n", "extra"], "unexpected argument \"extra\""),
-            (&["-configmap", "x", "-namespace", "n", "--", "extra"], "unexpected argument \"extra\""),
-            (&["-configmap", "x", "-namespace", "n", "-watch=maybe"], "invalid boolean value \"maybe\" for -watch"),
-            (&["-configmap", "x", "-namespace", "n", "-sync-interval", "10"], "invalid value \"10\" for -sync-interval"),
-            (&["-configmap", "x", "-namespace", "n", "-sync-interval", "-1s"], "must not be negative"),
-            (&["-configmap", "x", "-namespace", "n", "-onetime", "-watch"], "exclude each other"),
-            (&["-configmap", "Bad_Name", "-namespace", "n"], "name \"Bad_Name\""),
+            (
+                &["-configmap", "x", "-namespace", "n", "extra"],
+                "unexpected argument \"extra\"",
+            ),
+            (
+                &["-configmap", "x", "-namespace", "n", "--", "extra"],
+                "unexpected argument \"extra\"",
+            ),
+            (
+                &["-configmap", "x", "-namespace", "n", "-watch=maybe"],
+                "invalid boolean value \"maybe\" for -watch",
+            ),
+            (
+                &["-configmap", "x", "-namespace", "n", "-sync-interval", "10"],
+                "invalid value \"10\" for -sync-interval",
+            ),
+            (
+                &[
+                    "-configmap",
+                    "x",
+                    "-namespace",
+                    "n",
+                    "-sync-interval",
+                    "-1s",
+                ],
+                "must not be negative",
+            ),
+            (
+                &["-configmap", "x", "-namespace", "n", "-onetime", "-watch"],
+                "exclude each other",
+            ),
+            (
+                &["-configmap", "Bad_Name", "-namespace", "n"],
+                "name \"Bad_Name\"",
+            ),
             (&["-configmap", "a/b/c", "-namespace", "n"], "name \"b/c\""),
-            (&["-configmap", "x", "-configmap", "n/x", "-namespace", "n"], "given twice"),
+            (
+                &["-configmap", "x", "-configmap", "n/x", "-namespace", "n"],
+                "given twice",
+            ),
             (&["---configmap=x"], "bad flag syntax"),
-            (&["-configmap", "x", "-namespace", "n", "-sync-interval", "0"], "must be positive"),
+            (
+                &["-configmap", "x", "-namespace", "n", "-sync-interval", "0"],
+                "must be positive",
+            ),
         ];
         for (args, want) in table {
             let e = run(args, &[]).unwrap_err();
@@ -811,12 +911,32 @@ mod tests {
             ("+5s", 5_000),
         ];
         for (s, ms) in ok {
-            assert_eq!(parse_go_duration(s).unwrap(), Duration::from_millis(*ms), "{s}");
+            assert_eq!(
+                parse_go_duration(s).unwrap(),
+                Duration::from_millis(*ms),
+                "{s}"
+            );
         }
-        for bad in ["", "5", "s", "1x", "1.2.3s", "-1s", "1s-", "9999999999h", "."] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "1x",
+            "1.2.3s",
+            "-1s",
+            "1s-",
+            "9999999999h",
+            ".",
+        ] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
-        for (d, s) in [(60_000, "1m0s"), (600_000, "10m0s"), (500, "500ms"), (5_400_000, "1h30m0s"), (1_500, "1.5s")] {
+        for (d, s) in [
+            (60_000, "1m0s"),
+            (600_000, "10m0s"),
+            (500, "500ms"),
+            (5_400_000, "1h30m0s"),
+            (1_500, "1.5s"),
+        ] {
             assert_eq!(format_go_duration(Duration::from_millis(d)), s);
         }
     }
@@ -825,15 +945,35 @@ mod tests {
     fn trust_choices() {
         let c = run(&["-configmap", "x", "-namespace", "n", "-insecure"], &[]).unwrap();
         assert_eq!(c.trust, TrustChoice::Insecure);
-        let c = run(&["-configmap", "x", "-namespace", "n", "-ca-file", "/ca.pem"], &[]).unwrap();
+        let c = run(
+            &["-configmap", "x", "-namespace", "n", "-ca-file", "/ca.pem"],
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.trust, TrustChoice::CaFile("/ca.pem".into()));
-        let e = run(&["-configmap", "x", "-namespace", "n", "-insecure", "-ca-file", "/c"], &[]).unwrap_err();
+        let e = run(
+            &[
+                "-configmap",
+                "x",
+                "-namespace",
+                "n",
+                "-insecure",
+                "-ca-file",
+                "/c",
+            ],
+            &[],
+        )
+        .unwrap_err();
         assert!(e.contains("exclude"));
     }
 
     #[test]
     fn secrets_are_objects_too() {
-        let c = run(&["-secret", "tls", "-configmap", "x", "-namespace", "n"], &[]).unwrap();
+        let c = run(
+            &["-secret", "tls", "-configmap", "x", "-namespace", "n"],
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.objects[0].kind, Kind::Secret);
         assert_eq!(c.objects[1].kind, Kind::ConfigMap);
     }

@@ -8,6 +8,7 @@
 //! sleeps; retry policy lives in `sync`.
 
 use crate::cli::{ApiServer, TrustChoice};
+use crate::health::METRICS;
 use crate::{base64, http, json, log, snapshot::Files, tls};
 use std::fmt;
 use std::path::PathBuf;
@@ -99,15 +100,21 @@ impl fmt::Display for Status {
 pub enum Event {
     /// ADDED or MODIFIED.
     Upsert(Object),
-    Deleted { resource_version: String },
-    Bookmark { resource_version: String },
+    Deleted {
+        resource_version: String,
+    },
+    Bookmark {
+        resource_version: String,
+    },
     /// An ERROR event with code 410: the version is too old; relist.
     Expired(Status),
     /// Any other ERROR event.
     Error(Status),
     /// An event about another object (a server ignoring the field selector): only its
     /// version counts.
-    Ignored { resource_version: String },
+    Ignored {
+        resource_version: String,
+    },
 }
 
 #[derive(Debug)]
@@ -246,8 +253,23 @@ impl Client {
         )
     }
 
-    /// One GET; a non-2xx answer becomes [`Error::Api`] with its `Status`.
+    /// One GET; a non-2xx answer becomes [`Error::Api`] with its `Status`. Every outcome
+    /// is counted by status code (0: no answer).
     fn get(
+        &self,
+        path_and_query: &str,
+        read_timeout: Duration,
+    ) -> Result<http::Response<tls::Stream>, Error> {
+        let result = self.get_uncounted(path_and_query, read_timeout);
+        METRICS.request(match &result {
+            Ok(resp) => resp.head.status,
+            Err(Error::Api { code, .. }) => *code,
+            Err(_) => 0,
+        });
+        result
+    }
+
+    fn get_uncounted(
         &self,
         path_and_query: &str,
         read_timeout: Duration,
@@ -464,8 +486,7 @@ fn files_of(v: &json::Value<'_>, kind: Kind) -> Result<Files, String> {
 /// Decodes one watch event line.
 pub fn decode_event(line: &[u8], obj: &ObjectRef) -> Result<Event, Error> {
     let v = parse_json(line, "watch event")?;
-    let kind = str_at(&v, &["type"])
-        .ok_or_else(|| Error::Decode("watch event: no type".into()))?;
+    let kind = str_at(&v, &["type"]).ok_or_else(|| Error::Decode("watch event: no type".into()))?;
     let object = v
         .get("object")
         .ok_or_else(|| Error::Decode(format!("watch event {kind}: no object")))?;
@@ -474,9 +495,7 @@ pub fn decode_event(line: &[u8], obj: &ObjectRef) -> Result<Event, Error> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .ok_or_else(|| {
-                Error::Decode(format!(
-                    "watch event {kind}: no metadata.resourceVersion"
-                ))
+                Error::Decode(format!("watch event {kind}: no metadata.resourceVersion"))
             })
     };
     match kind {
@@ -562,7 +581,11 @@ mod tests {
         assert_eq!(o.resource_version, "1200");
         assert_eq!(
             o.files.unwrap(),
-            files(&[("lds.yaml", b"a\nb"), ("cds.yaml", b"c"), ("bin", &[0, 1, 2])])
+            files(&[
+                ("lds.yaml", b"a\nb"),
+                ("cds.yaml", b"c"),
+                ("bin", &[0, 1, 2])
+            ])
         );
         let empty = br#"{"kind":"ConfigMapList","metadata":{"resourceVersion":"9"},"items":[]}"#;
         assert_eq!(
@@ -582,8 +605,14 @@ mod tests {
             (b"{", "list: invalid json"),
             (br#"{"items":[]}"#, "no metadata.resourceVersion"),
             (br#"{"metadata":{"resourceVersion":"1"}}"#, "no items"),
-            (br#"{"metadata":{"resourceVersion":"1"},"items":{}}"#, "not an array"),
-            (br#"{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"envoy"}}]}"#, "object: no metadata.resourceVersion"),
+            (
+                br#"{"metadata":{"resourceVersion":"1"},"items":{}}"#,
+                "not an array",
+            ),
+            (
+                br#"{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"envoy"}}]}"#,
+                "object: no metadata.resourceVersion",
+            ),
         ];
         for (body, want) in table {
             let e = decode_list(body, &cm("envoy")).unwrap_err().to_string();
@@ -592,17 +621,35 @@ mod tests {
         let status = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"configmaps is forbidden","reason":"Forbidden","code":403}"#;
         let e = decode_list(status, &cm("envoy")).unwrap_err();
         assert_eq!(e.code(), Some(403));
-        assert!(e.to_string().contains("Forbidden: configmaps is forbidden"), "{e}");
+        assert!(
+            e.to_string().contains("Forbidden: configmaps is forbidden"),
+            "{e}"
+        );
     }
 
     #[test]
     fn refused_content_is_kept_as_a_reason() {
         let table: &[(&str, &str)] = &[
-            (r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1","a":"2"}}"#, "key \"a\" appears twice in data"),
-            (r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1"},"binaryData":{"a":"AA=="}}"#, "in both data and binaryData"),
-            (r#"{"metadata":{"resourceVersion":"1"},"data":{"a":1}}"#, "data key \"a\": value is not a string"),
-            (r#"{"metadata":{"resourceVersion":"1"},"data":[]}"#, "data is not an object"),
-            (r#"{"metadata":{"resourceVersion":"1"},"binaryData":{"b":"***"}}"#, "binaryData key \"b\": invalid base64"),
+            (
+                r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1","a":"2"}}"#,
+                "key \"a\" appears twice in data",
+            ),
+            (
+                r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1"},"binaryData":{"a":"AA=="}}"#,
+                "in both data and binaryData",
+            ),
+            (
+                r#"{"metadata":{"resourceVersion":"1"},"data":{"a":1}}"#,
+                "data key \"a\": value is not a string",
+            ),
+            (
+                r#"{"metadata":{"resourceVersion":"1"},"data":[]}"#,
+                "data is not an object",
+            ),
+            (
+                r#"{"metadata":{"resourceVersion":"1"},"binaryData":{"b":"***"}}"#,
+                "binaryData key \"b\": invalid base64",
+            ),
         ];
         for (text, want) in table {
             let v = json::parse(text.as_bytes()).unwrap();
@@ -611,12 +658,17 @@ mod tests {
             assert!(e.contains(want), "{text}: {e}");
         }
         let v = json::parse(br#"{"metadata":{"resourceVersion":"1"},"data":null}"#).unwrap();
-        assert_eq!(decode_object(&v, Kind::ConfigMap).unwrap().files, Ok(Files::new()));
+        assert_eq!(
+            decode_object(&v, Kind::ConfigMap).unwrap().files,
+            Ok(Files::new())
+        );
     }
 
     #[test]
     fn secrets_are_base64() {
-        let v = json::parse(br#"{"metadata":{"resourceVersion":"5"},"data":{"tls.crt":"aGVsbG8="}}"#).unwrap();
+        let v =
+            json::parse(br#"{"metadata":{"resourceVersion":"5"},"data":{"tls.crt":"aGVsbG8="}}"#)
+                .unwrap();
         let o = decode_object(&v, Kind::Secret).unwrap();
         assert_eq!(o.files.unwrap(), files(&[("tls.crt", b"hello")]));
     }
@@ -627,31 +679,51 @@ mod tests {
         let table: &[(&str, Event)] = &[
             (
                 r#"{"type":"ADDED","object":{"metadata":{"name":"envoy","resourceVersion":"7"},"data":{"k":"v"}}}"#,
-                Event::Upsert(Object { resource_version: "7".into(), files: Ok(files(&[("k", b"v")])) }),
+                Event::Upsert(Object {
+                    resource_version: "7".into(),
+                    files: Ok(files(&[("k", b"v")])),
+                }),
             ),
             (
                 r#"{"type":"MODIFIED","object":{"metadata":{"name":"envoy","resourceVersion":"8"}}}"#,
-                Event::Upsert(Object { resource_version: "8".into(), files: Ok(Files::new()) }),
+                Event::Upsert(Object {
+                    resource_version: "8".into(),
+                    files: Ok(Files::new()),
+                }),
             ),
             (
                 r#"{"type":"DELETED","object":{"metadata":{"name":"envoy","resourceVersion":"9"},"data":{"k":"v"}}}"#,
-                Event::Deleted { resource_version: "9".into() },
+                Event::Deleted {
+                    resource_version: "9".into(),
+                },
             ),
             (
                 r#"{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"12"}}}"#,
-                Event::Bookmark { resource_version: "12".into() },
+                Event::Bookmark {
+                    resource_version: "12".into(),
+                },
             ),
             (
                 r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#,
-                Event::Expired(Status { code: 410, reason: "Expired".into(), message: "too old resource version: 1 (5)".into() }),
+                Event::Expired(Status {
+                    code: 410,
+                    reason: "Expired".into(),
+                    message: "too old resource version: 1 (5)".into(),
+                }),
             ),
             (
                 r#"{"type":"ERROR","object":{"kind":"Status","message":"internal error","reason":"InternalError","code":500}}"#,
-                Event::Error(Status { code: 500, reason: "InternalError".into(), message: "internal error".into() }),
+                Event::Error(Status {
+                    code: 500,
+                    reason: "InternalError".into(),
+                    message: "internal error".into(),
+                }),
             ),
             (
                 r#"{"type":"ADDED","object":{"metadata":{"name":"other","resourceVersion":"13"}}}"#,
-                Event::Ignored { resource_version: "13".into() },
+                Event::Ignored {
+                    resource_version: "13".into(),
+                },
             ),
         ];
         for (line, want) in table {

@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod base64;
 pub mod cli;
+pub mod health;
 pub mod http;
 pub mod json;
 pub mod kube;

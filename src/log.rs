@@ -43,7 +43,12 @@ pub fn emit(level: Level, msg: &str, kv: &[(&str, &dyn Display)]) {
 }
 
 /// Formats one log line, newline included.
-pub fn format_line(now: SystemTime, level: Level, msg: &str, kv: &[(&str, &dyn Display)]) -> String {
+pub fn format_line(
+    now: SystemTime,
+    level: Level,
+    msg: &str,
+    kv: &[(&str, &dyn Display)],
+) -> String {
     let mut line = String::with_capacity(128);
     line.push_str(&rfc3339_millis(now));
     line.push_str(" level=");
@@ -62,8 +67,7 @@ pub fn format_line(now: SystemTime, level: Level, msg: &str, kv: &[(&str, &dyn D
 
 fn push_value(line: &mut String, v: &str, always_quote: bool) {
     let plain = !v.is_empty()
-        && v
-            .chars()
+        && v.chars()
             .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=' && c != '\\');
     if plain && !always_quote {
         line.push_str(v);
@@ -134,7 +138,10 @@ mod tests {
             (4_102_444_799, "2099-12-31T23:59:59.000Z"),
         ];
         for (secs, want) in table {
-            assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_secs(*secs)), *want);
+            assert_eq!(
+                rfc3339_millis(UNIX_EPOCH + Duration::from_secs(*secs)),
+                *want
+            );
         }
     }
 
@@ -145,7 +152,11 @@ mod tests {
             t,
             Level::Warn,
             "watch ended",
-            &[("object", &"configmap default/envoy"), ("rv", &42), ("err", &"a \"b\"\nc")],
+            &[
+                ("object", &"configmap default/envoy"),
+                ("rv", &42),
+                ("err", &"a \"b\"\nc"),
+            ],
         );
         assert_eq!(
             line,

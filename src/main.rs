@@ -4,9 +4,11 @@
 //! Exit codes: 0 success (or stopped by a signal), 1 runtime failure, 2 usage error.
 
 use envoy_xds_configmap_loader::cli::{self, Mode, Parsed, TrustChoice};
-use envoy_xds_configmap_loader::{log, signal, sync};
+use envoy_xds_configmap_loader::health::METRICS;
+use envoy_xds_configmap_loader::{health, log, signal, sync};
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::Duration;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -48,6 +50,17 @@ fn main() {
     }
 
     announce(&cfg);
+    let names: Vec<String> = cfg.objects.iter().map(|o| o.to_string()).collect();
+    METRICS.init(&names, stall_bound(&cfg));
+    if let Some(addr) = &cfg.listen {
+        match health::serve(addr) {
+            Ok(local) => log::info("serving /readyz /healthz /metrics", &[("addr", &local)]),
+            Err(e) => {
+                log::error("cannot serve health and metrics", &[("err", &e)]);
+                std::process::exit(1);
+            }
+        }
+    }
     let worker = std::thread::Builder::new()
         .name("sync".into())
         .spawn(move || {
@@ -70,6 +83,18 @@ fn main() {
     }
 }
 
+/// How long an object may go without progress (an event, a bookmark, a successful list or
+/// re-watch) before /healthz fails: a watch lasts at most twice -watch-timeout plus the
+/// read margin; a poll comes every -sync-interval; both plus room for the 30 s backoff cap.
+fn stall_bound(cfg: &cli::Config) -> Duration {
+    let slack = Duration::from_secs(60);
+    match cfg.mode {
+        Mode::Watch => cfg.watch_timeout * 2 + cfg.watch_timeout / 10 + slack,
+        Mode::Poll => cfg.sync_interval * 2 + slack,
+        Mode::OneTime => Duration::from_secs(u64::MAX / 4),
+    }
+}
+
 fn announce(cfg: &cli::Config) {
     let mode = match cfg.mode {
         Mode::OneTime => "onetime",
@@ -87,7 +112,11 @@ fn announce(cfg: &cli::Config) {
         TrustChoice::WebPkiRoots => "webpki-roots".into(),
         TrustChoice::Insecure => "insecure".into(),
     };
-    let trust = if cfg.apiserver.https { trust } else { "none (http)".into() };
+    let trust = if cfg.apiserver.https {
+        trust
+    } else {
+        "none (http)".into()
+    };
     log::info(
         "starting",
         &[

@@ -14,6 +14,7 @@
 
 use crate::backoff::{Backoff, Rng};
 use crate::cli::{Config, Mode};
+use crate::health::{ErrorKind, METRICS};
 use crate::kube::{self, Client, Event, ObjectRef};
 use crate::log;
 use crate::snapshot::{self, Files, Outcome, Writer};
@@ -90,12 +91,20 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     loop {
         for (idx, obj) in cfg.objects.iter().enumerate() {
             match client.list(obj, false) {
-                Ok(l) => state.listed(obj, idx, l.object),
+                Ok(l) => {
+                    METRICS.progress(idx);
+                    state.listed(obj, idx, l.object)
+                }
                 Err(e) => log::warn(&format!("{obj}: list: {e}"), &[]),
             }
         }
         if let Some(all) = state.complete(&cfg.objects) {
             if let Err(e) = sink.apply(cfg, &all) {
+                METRICS.error(if e.starts_with("write:") {
+                    ErrorKind::Write
+                } else {
+                    ErrorKind::Refused
+                });
                 log::error(&e, &[]);
             }
         }
@@ -129,10 +138,9 @@ impl State {
     fn listed(&mut self, obj: &ObjectRef, idx: usize, object: Option<kube::Object>) {
         match object {
             Some(o) => self.upsert(obj, idx, o),
-            None if self.files[idx].is_some() => log::warn(
-                &format!("{obj}: not found; keeping its last files"),
-                &[],
-            ),
+            None if self.files[idx].is_some() => {
+                log::warn(&format!("{obj}: not found; keeping its last files"), &[])
+            }
             None => log::warn(&format!("{obj}: not found; waiting for it"), &[]),
         }
     }
@@ -197,7 +205,10 @@ fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
             return; // every reflector is gone
         }
         let mut changed = false;
-        for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+        for msg in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        {
             changed = true;
             match msg {
                 Msg::Listed(idx, object) => state.listed(&cfg.objects[idx], idx, object),
@@ -220,12 +231,14 @@ fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
                 retry_at = None;
             }
             Err(e) if e.starts_with("write:") => {
+                METRICS.error(ErrorKind::Write);
                 let delay = retry.next_delay();
                 log::error(&e, &[("retry_in", &format!("{:.1}s", delay.as_secs_f64()))]);
                 retry_at = Some(Instant::now() + delay);
             }
             Err(e) => {
                 // Refused content: nothing to retry until the objects change.
+                METRICS.error(ErrorKind::Refused);
                 log::error(&e, &[]);
                 retry_at = None;
             }
@@ -244,9 +257,17 @@ fn reflect(
 ) {
     let mut backoff = Backoff::new(Rng::from_entropy());
     let mut rng = Rng::from_entropy();
+    let mut lists = 0u64;
     'list: loop {
+        lists += 1;
+        if lists > 1 {
+            METRICS.relist();
+        }
         let listed = match client.list(&obj, false) {
-            Ok(l) => l,
+            Ok(l) => {
+                METRICS.progress(idx);
+                l
+            }
             Err(e) => {
                 pause(&obj, "list", &e, &mut backoff);
                 continue 'list;
@@ -261,14 +282,21 @@ fn reflect(
             (!sync_interval.is_zero()).then(|| Instant::now() + rng.scale(sync_interval, 0.9, 1.1))
         };
         let mut check_at = next_check(&mut rng);
+        let mut watches = 0u64;
         loop {
             if check_at.is_some_and(|t| Instant::now() >= t) {
                 check_at = next_check(&mut rng);
                 // Safety net: a cheap read from the watch cache; a difference means
                 // something was missed, and a consistent relist settles it.
                 match client.list(&obj, true) {
-                    Ok(l) if l.object.as_ref().map(|o| &o.resource_version) != object_version.as_ref() => {
-                        log::warn(&format!("{obj}: safety-net check found a difference; relisting"), &[]);
+                    Ok(l)
+                        if l.object.as_ref().map(|o| &o.resource_version)
+                            != object_version.as_ref() =>
+                    {
+                        log::warn(
+                            &format!("{obj}: safety-net check found a difference; relisting"),
+                            &[],
+                        );
                         continue 'list;
                     }
                     Ok(_) => {}
@@ -283,10 +311,20 @@ fn reflect(
             let read_timeout = Duration::from_secs(timeout_secs)
                 + (watch_timeout / 10).clamp(Duration::from_secs(2), Duration::from_secs(30));
             let started = Instant::now();
+            watches += 1;
+            if watches > 1 {
+                METRICS.watch_restart();
+            }
             let mut w = match client.watch(&obj, &version, timeout_secs, read_timeout) {
-                Ok(w) => w,
+                Ok(w) => {
+                    METRICS.progress(idx);
+                    w
+                }
                 Err(e) if e.is_gone() => {
-                    log::info(&format!("{obj}: watch: too old resource version; relisting"), &[]);
+                    log::info(
+                        &format!("{obj}: watch: too old resource version; relisting"),
+                        &[],
+                    );
                     continue 'list;
                 }
                 Err(e) => {
@@ -296,7 +334,11 @@ fn reflect(
             };
             let mut events = 0u64;
             let ended = loop {
-                match w.next() {
+                let next = w.next();
+                if matches!(next, Ok(Some(_))) {
+                    METRICS.progress(idx);
+                }
+                match next {
                     Ok(Some(Event::Upsert(o))) => {
                         events += 1;
                         version = o.resource_version.clone();
@@ -352,7 +394,9 @@ fn reflect(
 
 /// Logs a failed request and sleeps the backoff delay (or the server's Retry-After).
 fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
-    let delay = backoff.next_delay().max(e.retry_after().unwrap_or_default());
+    let delay = backoff
+        .next_delay()
+        .max(e.retry_after().unwrap_or_default());
     let hint = match e.code() {
         Some(401) => "; the token file is read again before the next request",
         _ => "",
@@ -381,7 +425,10 @@ impl Sink {
         if !swept.is_empty() {
             log::info(
                 "swept leftovers of an earlier run",
-                &[("dir", &cfg.output_dir.display()), ("removed", &swept.join(","))],
+                &[
+                    ("dir", &cfg.output_dir.display()),
+                    ("removed", &swept.join(",")),
+                ],
             );
         }
         Ok(Sink::Disk(w))
@@ -419,6 +466,10 @@ impl Sink {
             Sink::Disk(w) => {
                 let _guard = write_lock().lock().unwrap_or_else(|p| p.into_inner());
                 let outcome = w.write(&merged).map_err(|e| format!("write: {e}"))?;
+                match &outcome {
+                    Outcome::Written { bytes, .. } => METRICS.snapshot_written(*bytes),
+                    Outcome::Unchanged => METRICS.mark_snapshot_on_disk(),
+                }
                 if let Outcome::Written {
                     version,
                     added,
@@ -528,7 +579,10 @@ mod tests {
         assert_eq!(m.keys().collect::<Vec<_>>(), ["cds.yaml", "lds.yaml", "x"]);
         let c = (obj("c"), files(&[("x", "4")]));
         let e = merge(&[a.clone(), c]).unwrap_err();
-        assert!(e.contains("\"x\" is in both configmap ns/a and configmap ns/c"), "{e}");
+        assert!(
+            e.contains("\"x\" is in both configmap ns/a and configmap ns/c"),
+            "{e}"
+        );
         for bad in ["../x", "..data", "a/b", ".", ""] {
             let e = merge(&[(obj("h"), files(&[(bad, "x")]))]).unwrap_err();
             assert!(e.starts_with("configmap ns/h: refused: "), "{bad}: {e}");
@@ -542,9 +596,24 @@ mod tests {
         let last = files(&[("lds.yaml", lds), ("cds.yaml", cds), ("other", "x")]);
         let table: &[(&[(&str, &str)], Option<&str>)] = &[
             (&[("lds.yaml", lds), ("cds.yaml", cds)], None),
-            (&[("lds.yaml", "version_info: \"2\"\nresources: []\n"), ("cds.yaml", cds)], Some("lds.yaml")),
-            (&[("lds.yaml", lds), ("cds.yaml", "resources:\n")], Some("cds.yaml")),
-            (&[("lds.yaml", "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\nname: l\n")], Some("lds.yaml")),
+            (
+                &[
+                    ("lds.yaml", "version_info: \"2\"\nresources: []\n"),
+                    ("cds.yaml", cds),
+                ],
+                Some("lds.yaml"),
+            ),
+            (
+                &[("lds.yaml", lds), ("cds.yaml", "resources:\n")],
+                Some("cds.yaml"),
+            ),
+            (
+                &[(
+                    "lds.yaml",
+                    "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\nname: l\n",
+                )],
+                Some("lds.yaml"),
+            ),
             (&[("cds.yaml", cds)], None), // a removed key is not an emptied one
             (&[("lds.yaml", lds), ("cds.yaml", cds), ("other", "")], None),
         ];
@@ -554,7 +623,11 @@ mod tests {
                 None => assert!(r.is_ok(), "{next:?}: {r:?}"),
                 Some(key) => {
                     let e = r.unwrap_err();
-                    assert!(e.contains(&format!("key \"{key}\"")) && e.contains("-allow-empty-resources"), "{e}");
+                    assert!(
+                        e.contains(&format!("key \"{key}\""))
+                            && e.contains("-allow-empty-resources"),
+                        "{e}"
+                    );
                 }
             }
         }

@@ -1,0 +1,372 @@
+//! Health, readiness and metrics: counters the engine bumps, and a tiny HTTP server for
+//! `-listen ADDR` that serves `/readyz`, `/healthz` and `/metrics` (Prometheus text).
+//!
+//! The server runs on its own threads with short timeouts and a cap on concurrent
+//! connections, reads at most a small request head, and only reads atomics and short-held
+//! locks: a slow or hostile client can never stall the loader. It never writes files.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Largest request head read from a client.
+const MAX_REQUEST_BYTES: usize = 8 << 10;
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 16;
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a snapshot was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// Content refused: bad key, collision, emptied Listener/Cluster file, bad object.
+    Refused,
+    /// The disk said no: full, read-only, permissions.
+    Write,
+}
+
+impl ErrorKind {
+    fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Write => "write",
+        }
+    }
+}
+
+/// Process-wide counters and progress marks.
+pub struct Metrics {
+    started: Mutex<Option<Instant>>,
+    ready: AtomicBool,
+    snapshots_written: AtomicU64,
+    bytes_written: AtomicU64,
+    last_snapshot_unix_ms: AtomicU64,
+    relists: AtomicU64,
+    watch_restarts: AtomicU64,
+    errors: Mutex<BTreeMap<ErrorKind, u64>>,
+    requests: Mutex<BTreeMap<u16, u64>>,
+    /// Per object: when it last made progress (list, watch start, event, bookmark).
+    progress: Mutex<Vec<(String, Instant)>>,
+    /// How long without progress still counts as healthy.
+    stall_bound_ms: AtomicU64,
+}
+
+pub static METRICS: Metrics = Metrics::new();
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    pub const fn new() -> Metrics {
+        Metrics {
+            started: Mutex::new(None),
+            ready: AtomicBool::new(false),
+            snapshots_written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            last_snapshot_unix_ms: AtomicU64::new(0),
+            relists: AtomicU64::new(0),
+            watch_restarts: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+            requests: Mutex::new(BTreeMap::new()),
+            progress: Mutex::new(Vec::new()),
+            stall_bound_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Names the objects followed and the stall bound; call once before the engine starts.
+    pub fn init(&self, objects: &[String], stall_bound: Duration) {
+        let now = Instant::now();
+        *lock(&self.started) = Some(now);
+        *lock(&self.progress) = objects.iter().map(|o| (o.clone(), now)).collect();
+        self.stall_bound_ms
+            .store(stall_bound.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn progress(&self, idx: usize) {
+        if let Some(p) = lock(&self.progress).get_mut(idx) {
+            p.1 = Instant::now();
+        }
+    }
+
+    pub fn snapshot_written(&self, bytes: u64) {
+        self.snapshots_written.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        self.mark_snapshot_on_disk();
+    }
+
+    /// A complete snapshot is on disk (written now, or found unchanged).
+    pub fn mark_snapshot_on_disk(&self) {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_snapshot_unix_ms.store(ms, Ordering::Relaxed);
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        *lock(&self.errors).entry(kind).or_insert(0) += 1;
+    }
+
+    pub fn relist(&self) {
+        self.relists.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn watch_restart(&self) {
+        self.watch_restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An API answer's status code; 0 for a transport failure (no answer).
+    pub fn request(&self, code: u16) {
+        *lock(&self.requests).entry(code).or_insert(0) += 1;
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Ok, or the reason the loader is not making progress.
+    pub fn health(&self) -> Result<(), String> {
+        let bound = Duration::from_millis(self.stall_bound_ms.load(Ordering::Relaxed));
+        for (name, at) in lock(&self.progress).iter() {
+            let idle = at.elapsed();
+            if idle > bound {
+                return Err(format!(
+                    "{name}: no progress for {}s (bound {}s)",
+                    idle.as_secs(),
+                    bound.as_secs()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(2048);
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = write!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            );
+        };
+        counter(
+            "envoy_xds_loader_snapshots_written_total",
+            "Snapshots switched into the output directory.",
+            self.snapshots_written.load(Ordering::Relaxed),
+        );
+        counter(
+            "envoy_xds_loader_bytes_written_total",
+            "Bytes of file content written in snapshots.",
+            self.bytes_written.load(Ordering::Relaxed),
+        );
+        counter(
+            "envoy_xds_loader_relists_total",
+            "Lists after the first one (too old resource version, safety-net differences).",
+            self.relists.load(Ordering::Relaxed),
+        );
+        counter(
+            "envoy_xds_loader_watch_restarts_total",
+            "Watches started after the first one of each list.",
+            self.watch_restarts.load(Ordering::Relaxed),
+        );
+        s.push_str("# HELP envoy_xds_loader_snapshot_errors_total Snapshots not written, by kind.\n# TYPE envoy_xds_loader_snapshot_errors_total counter\n");
+        let errors = lock(&self.errors).clone();
+        for kind in [ErrorKind::Refused, ErrorKind::Write] {
+            let _ = writeln!(
+                s,
+                "envoy_xds_loader_snapshot_errors_total{{kind=\"{}\"}} {}",
+                kind.label(),
+                errors.get(&kind).copied().unwrap_or(0)
+            );
+        }
+        s.push_str("# HELP envoy_xds_loader_api_requests_total Requests to the API server by status code (code=\"none\": no answer).\n# TYPE envoy_xds_loader_api_requests_total counter\n");
+        for (code, n) in lock(&self.requests).iter() {
+            let code = if *code == 0 {
+                "none".to_string()
+            } else {
+                code.to_string()
+            };
+            let _ = writeln!(
+                s,
+                "envoy_xds_loader_api_requests_total{{code=\"{code}\"}} {n}"
+            );
+        }
+        let last = self.last_snapshot_unix_ms.load(Ordering::Relaxed);
+        let _ = write!(
+            s,
+            "# HELP envoy_xds_loader_last_snapshot_timestamp_seconds When a complete snapshot was last known on disk.\n# TYPE envoy_xds_loader_last_snapshot_timestamp_seconds gauge\nenvoy_xds_loader_last_snapshot_timestamp_seconds {}.{:03}\n",
+            last / 1000,
+            last % 1000
+        );
+        let _ = write!(
+            s,
+            "# HELP envoy_xds_loader_ready 1 once the first complete snapshot is on disk.\n# TYPE envoy_xds_loader_ready gauge\nenvoy_xds_loader_ready {}\n",
+            u8::from(self.is_ready())
+        );
+        s
+    }
+}
+
+/// Binds `addr` and serves in the background; the error names the address.
+pub fn serve(addr: &str) -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("health".into())
+        .spawn(move || accept_loop(listener))?;
+    Ok(local)
+}
+
+fn accept_loop(listener: TcpListener) {
+    static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        if ACTIVE.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            ACTIVE.fetch_sub(1, Ordering::SeqCst);
+            continue; // dropped: closed at once
+        }
+        let spawned = std::thread::Builder::new()
+            .name("health-conn".into())
+            .spawn(move || {
+                handle(conn);
+                ACTIVE.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn handle(mut conn: TcpStream) {
+    let _ = conn.set_read_timeout(Some(CLIENT_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(CLIENT_TIMEOUT));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n").or_else(|| find(&buf, b"\n\n")) {
+            break Some(i);
+        }
+        if buf.len() >= MAX_REQUEST_BYTES {
+            break None;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let (status, body) = match head_end {
+        None if buf.len() >= MAX_REQUEST_BYTES => (431, "request head too large\n".to_string()),
+        None if buf.is_empty() => return,
+        None => (400, "incomplete request\n".to_string()),
+        Some(end) => route(&buf[..end]),
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let ctype = if body.starts_with("# HELP") {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(resp.as_bytes());
+}
+
+/// Answers one request head: (status, body).
+pub fn route(head: &[u8]) -> (u16, String) {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return (400, "bad request line\n".into());
+    };
+    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+        return (400, "bad request line\n".into());
+    }
+    if method != "GET" && method != "HEAD" {
+        return (405, "only GET\n".into());
+    }
+    let path = target.split('?').next().unwrap_or(target);
+    match path {
+        "/readyz" if METRICS.is_ready() => (200, "ok\n".into()),
+        "/readyz" => (503, "no complete snapshot on disk yet\n".into()),
+        "/healthz" => match METRICS.health() {
+            Ok(()) => (200, "ok\n".into()),
+            Err(why) => (503, format!("{why}\n")),
+        },
+        "/metrics" => (200, METRICS.render()),
+        _ => (404, "not found: try /readyz, /healthz or /metrics\n".into()),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_bad_requests() {
+        let table: &[(&[u8], u16)] = &[
+            (b"GET /metrics HTTP/1.1\r\nHost: x", 200),
+            (b"GET /metrics?x=1 HTTP/1.0", 200),
+            (b"HEAD /healthz HTTP/1.1", 200),
+            (b"GET /nope HTTP/1.1", 404),
+            (b"POST /metrics HTTP/1.1", 405),
+            (b"GET metrics HTTP/1.1", 400),
+            (b"GET /metrics", 400),
+            (b"GET /metrics HTTP/1.1 extra", 400),
+            (b"\xff\xfe", 400),
+            (b"", 400),
+        ];
+        for (head, want) in table {
+            assert_eq!(route(head).0, *want, "{}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn health_notices_a_stalled_object() {
+        let m = Metrics::new();
+        m.init(&["configmap a/b".into()], Duration::from_millis(30));
+        assert!(m.health().is_ok());
+        std::thread::sleep(Duration::from_millis(50));
+        let e = m.health().unwrap_err();
+        assert!(e.starts_with("configmap a/b: no progress"), "{e}");
+        m.progress(0);
+        assert!(m.health().is_ok());
+        m.snapshot_written(10);
+        m.error(ErrorKind::Write);
+        m.request(200);
+        m.request(0);
+        let text = m.render();
+        for line in [
+            "envoy_xds_loader_snapshots_written_total 1",
+            "envoy_xds_loader_bytes_written_total 10",
+            "envoy_xds_loader_snapshot_errors_total{kind=\"write\"} 1",
+            "envoy_xds_loader_snapshot_errors_total{kind=\"refused\"} 0",
+            "envoy_xds_loader_api_requests_total{code=\"200\"} 1",
+            "envoy_xds_loader_api_requests_total{code=\"none\"} 1",
+            "envoy_xds_loader_ready 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+}
