@@ -1,0 +1,235 @@
+//! Shared helpers of the integration tests: temporary directories, the loader binary as a
+//! child process (its stderr captured to a file), reading a snapshot back, and waiting.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_envoy-xds-configmap-loader");
+pub const TOKEN: &str = "test-token";
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "exl-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The loader as a child process; killed on drop.
+pub struct Loader {
+    pub child: Child,
+    pub log: PathBuf,
+    pub stdout: PathBuf,
+}
+
+impl Loader {
+    /// Starts the binary with `args`; stderr and stdout go to files in `tmp`.
+    pub fn start(tmp: &TempDir, args: &[&str]) -> Loader {
+        Self::start_env(tmp, args, &[])
+    }
+
+    pub fn start_env(tmp: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Loader {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let log = tmp.join(&format!("loader-{n}.log"));
+        let stdout = tmp.join(&format!("loader-{n}.out"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env_remove("NS")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the loader binary");
+        Loader { child, log, stdout }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Waits for exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The files a reader sees through the top-level names (following the links).
+pub fn read_snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("..") {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(e.path()) {
+            out.insert(name, bytes);
+        }
+    }
+    out
+}
+
+/// Same, as text, for readable assertions.
+pub fn read_text(dir: &Path) -> BTreeMap<String, String> {
+    read_snapshot(dir)
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
+pub fn text(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Where `..data` points, if anywhere.
+pub fn data_target(dir: &Path) -> Option<String> {
+    std::fs::read_link(dir.join("..data"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Checks the layout invariants: `..data -> ..<version>` (relative, a directory), every
+/// visible name a relative link `..data/NAME` that resolves, and exactly one version dir
+/// besides leftovers that a sweep removes.
+pub fn assert_consistent(dir: &Path) {
+    let target = data_target(dir).expect("..data exists");
+    assert!(
+        target.starts_with("..") && !target.contains('/'),
+        "..data -> {target}"
+    );
+    assert!(
+        dir.join(&target).is_dir(),
+        "..data target {target} is a directory"
+    );
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("..") {
+            continue;
+        }
+        let link = std::fs::read_link(e.path()).unwrap_or_else(|_| panic!("{name} is a link"));
+        assert_eq!(link, Path::new("..data").join(&name), "{name}");
+        assert!(
+            dir.join(&target).join(&name).is_file(),
+            "{name} is in the version"
+        );
+    }
+    for e in std::fs::read_dir(dir.join(&target)).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        assert!(
+            std::fs::symlink_metadata(dir.join(&name)).is_ok(),
+            "{name} of the version is visible"
+        );
+    }
+}
+
+/// The args that point the loader at an emulator.
+pub fn api_args(url: &str, token_file: &Path) -> Vec<String> {
+    let mut v = vec![
+        "-apiserver".to_string(),
+        url.to_string(),
+        "-token-file".into(),
+        token_file.display().to_string(),
+    ];
+    if url.starts_with("https://") {
+        v.push("-ca-file".into());
+        v.push(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/ca.pem").into());
+    }
+    v
+}
+
+pub fn write_token(tmp: &TempDir, token: &str) -> PathBuf {
+    let p = tmp.join("token");
+    std::fs::write(&p, format!("{token}\n")).unwrap();
+    p
+}

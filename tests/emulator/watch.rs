@@ -1,0 +1,446 @@
+//! Watch streams: 200 with chunked JSON lines, replay from a version or synthetic ADDED from
+//! the current state, live changes, bookmarks, the server timeout, ERROR 410 when the version
+//! is too old or the watch is expired, and the event faults and chunk layouts tests ask for.
+//!
+//! A watch never holds the state lock while writing; changes reach it through its own queue,
+//! so compaction and history limits never cut an open watch short (as in the real watch
+//! cache, where only a watcher too slow to drain its queue is closed).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::api::{self, Ctx, Filter};
+use super::http;
+use super::objects::{js, ApiError};
+use super::{text, Chunking, Conn, Event, Fault, Obj, Shared, WatchQueue};
+
+/// How often a quiet watch checks whether its client left.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// How long coalescing waits for more events to join the first.
+const COALESCE_WAIT: Duration = Duration::from_millis(20);
+/// Server-chosen watch timeouts lie in [30 min, 60 min) (the API server's
+/// `--min-request-timeout` 1800 s times 1 + rand).
+const MIN_REQUEST_TIMEOUT_SECS: u64 = 1800;
+
+/// The line of one event.
+pub(crate) fn event_line(typ: &str, object: &str) -> Vec<u8> {
+    format!(
+        "{{\"type\":\"{typ}\",\"object\":{}}}\n",
+        text::flatten(object)
+    )
+    .into_bytes()
+}
+
+fn bookmark_line(kind_name: &str, rv: u64) -> Vec<u8> {
+    format!(
+        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"{kind_name}\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":{},\"creationTimestamp\":null}}}}}}\n",
+        js(&rv.to_string())
+    )
+    .into_bytes()
+}
+
+fn error_line(asked: u64, oldest: u64) -> Vec<u8> {
+    event_line("ERROR", &ApiError::expired(asked, oldest).status_json())
+}
+
+/// What a watch with `filter` sees of `ev`: label-selector transitions turn MODIFIED into
+/// ADDED or DELETED, as the watch cache does.
+fn project(filter: &Filter, ev: &Event) -> Option<(&'static str, Arc<Obj>)> {
+    let now = filter.matches(&ev.obj);
+    match ev.typ {
+        "MODIFIED" => {
+            let before = ev.prev.as_ref().is_some_and(|p| filter.matches(p));
+            match (before, now) {
+                (true, true) => Some(("MODIFIED", ev.obj.clone())),
+                (false, true) => Some(("ADDED", ev.obj.clone())),
+                (true, false) => Some(("DELETED", ev.obj.clone())),
+                (false, false) => None,
+            }
+        }
+        typ => now.then(|| (typ, ev.obj.clone())),
+    }
+}
+
+/// Where to split `data` into chunks: 1, 2, 3, 5, 8, … bytes (at most 4096), plus a cut
+/// inside the first multi-byte character, and the final newline alone.
+pub(crate) fn split_pieces(data: &[u8]) -> Vec<&[u8]> {
+    let body_len = match data.split_last() {
+        Some((b'\n', rest)) if !rest.is_empty() => rest.len(),
+        _ => data.len(),
+    };
+    let mut cuts = vec![0usize];
+    let (mut a, mut b) = (1usize, 2usize);
+    let mut at = 0;
+    while at < body_len {
+        at = (at + a).min(body_len);
+        cuts.push(at);
+        let next = (a + b).min(4096);
+        a = b.min(4096);
+        b = next;
+    }
+    if let Some(lead) = data.iter().take(body_len).position(|&c| c >= 0xC0) {
+        cuts.push(lead + 1);
+    }
+    cuts.push(data.len());
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.windows(2)
+        .filter_map(|w| match w {
+            [start, end] => data.get(*start..*end),
+            _ => None,
+        })
+        .collect()
+}
+
+enum Stop {
+    /// The client left or the stream was cut: end without a final chunk.
+    Abrupt,
+}
+
+/// Writes `lines` as chunks laid out by `chunking`, applying a one-shot event fault to the
+/// first line.
+fn write_lines(
+    conn: &mut Conn,
+    raw: &TcpStream,
+    chunking: Chunking,
+    mut lines: Vec<Vec<u8>>,
+    fault: Option<Fault>,
+) -> Result<(), Stop> {
+    let io = |r: std::io::Result<()>| r.map_err(|_| Stop::Abrupt);
+    match (fault, lines.first_mut()) {
+        (Some(Fault::TruncateNextEvent), Some(first)) => {
+            let half = first.get(..first.len() / 2).unwrap_or_default();
+            let mut out = format!("{:x}\r\n", first.len()).into_bytes();
+            out.extend_from_slice(half);
+            let _ = conn.write_all(&out);
+            let _ = conn.flush();
+            let _ = raw.shutdown(Shutdown::Both);
+            return Err(Stop::Abrupt);
+        }
+        (Some(Fault::GarbageNextEvent), Some(first)) => {
+            *first = b"<html><body><h1>502 Bad Gateway</h1></body></html>\n".to_vec();
+        }
+        // {"type":"X","padding":"…","object":…}\n: 13 bytes plus the padding.
+        (Some(Fault::HugeNextEvent(n)), Some(first)) if n >= first.len() + 13 => {
+            let pad = n - first.len() - 13;
+            if let Some(pos) = first.windows(10).position(|w| w == b",\"object\":") {
+                let mut ins = b",\"padding\":\"".to_vec();
+                ins.resize(ins.len() + pad, b'x');
+                ins.push(b'"');
+                first.splice(pos..pos, ins);
+            }
+        }
+        _ => {}
+    }
+    match chunking {
+        Chunking::OnePerEvent => {
+            for l in &lines {
+                io(conn.write_all(&http::chunk(l)))?;
+                io(conn.flush())?;
+            }
+        }
+        Chunking::Split => {
+            for l in &lines {
+                for p in split_pieces(l) {
+                    io(conn.write_all(&http::chunk(p)))?;
+                    io(conn.flush())?;
+                }
+            }
+        }
+        Chunking::Coalesce => {
+            io(conn.write_all(&http::chunk(&lines.concat())))?;
+            io(conn.flush())?;
+        }
+        Chunking::Mixed => {
+            let all = lines.concat();
+            for p in split_pieces(&all) {
+                io(conn.write_all(&http::chunk(p)))?;
+                io(conn.flush())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn end_clean(conn: &mut Conn) {
+    let _ = conn.write_all(http::LAST_CHUNK);
+    let _ = conn.flush();
+    conn.close_clean();
+}
+
+/// True when the client closed its side (or the socket failed).
+fn client_gone(raw: &TcpStream) -> bool {
+    let mut buf = [0u8; 2048];
+    let mut r = raw;
+    match r.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::Interrupted
+        ),
+    }
+}
+
+/// Takes a pending one-shot event fault.
+fn take_event_fault(sh: &Shared) -> Option<Fault> {
+    let mut st = sh.lock();
+    match st.fault {
+        Some(Fault::TruncateNextEvent | Fault::GarbageNextEvent | Fault::HugeNextEvent(_)) => {
+            st.fault.take()
+        }
+        _ => None,
+    }
+}
+
+/// Unregisters the watch when it ends, however it ends.
+struct Registration<'a> {
+    sh: &'a Shared,
+    wid: u64,
+    conn_id: u64,
+    counted: bool,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut st = self.sh.lock();
+        st.watchers.remove(&self.wid);
+        if self.counted {
+            st.open_watches = st.open_watches.saturating_sub(1);
+        }
+        drop(st);
+        self.sh.mark_watch(self.conn_id, false);
+    }
+}
+
+/// Serves a watch request on `conn` until it ends.
+pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u64, filter: Filter) {
+    let sh = ctx.sh;
+    if let Err(e) = api::check_list_options(ctx, true) {
+        return api::send_error(ctx, conn, &e);
+    }
+    let rv = match api::parse_rv(ctx) {
+        Ok(rv) => rv,
+        Err(e) => return api::send_error(ctx, conn, &e),
+    };
+    let allow_bookmarks = ctx
+        .param("allowWatchBookmarks")
+        .and_then(http::parse_bool)
+        .unwrap_or(false);
+    let timeout_secs = match ctx.param("timeoutSeconds") {
+        None | Some("") => 0,
+        Some(t) => match t.parse::<i64>() {
+            Ok(n) => n.max(0) as u64,
+            Err(_) => {
+                let e = ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}"));
+                return api::send_error(ctx, conn, &e);
+            }
+        },
+    };
+
+    // Register under the lock, so no change falls between the replay and the queue.
+    let mut st = sh.lock();
+    st.next_id += 1;
+    let wid = st.next_id;
+    let timeout = if timeout_secs > 0 {
+        Duration::from_secs(timeout_secs)
+    } else {
+        Duration::from_secs(MIN_REQUEST_TIMEOUT_SECS + st.rng.next() % MIN_REQUEST_TIMEOUT_SECS)
+    };
+    let silent = st.silent;
+    let mut pending: Vec<(&'static str, Arc<Obj>)> = Vec::new();
+    let mut too_old = None;
+    let floor = match rv {
+        _ if silent => 0,
+        None | Some(0) => {
+            pending = st
+                .objects
+                .values()
+                .filter(|o| filter.matches(o))
+                .map(|o| ("ADDED", o.clone()))
+                .collect();
+            st.rv
+        }
+        Some(n) if n < st.compacted => {
+            too_old = Some((n, st.compacted));
+            n
+        }
+        Some(n) => {
+            pending = st
+                .history
+                .iter()
+                .filter(|e| e.obj.rv > n)
+                .filter_map(|e| project(&filter, e))
+                .collect();
+            n
+        }
+    };
+    if too_old.is_none() {
+        st.watchers.insert(
+            wid,
+            WatchQueue {
+                silent,
+                ..WatchQueue::default()
+            },
+        );
+    }
+    st.open_watches += 1;
+    drop(st);
+    let _reg = Registration {
+        sh,
+        wid,
+        conn_id,
+        counted: true,
+    };
+    sh.mark_watch(conn_id, true);
+
+    let mut headers = api::api_headers(sh, "application/json");
+    headers.push(("Transfer-Encoding", String::from("chunked")));
+    ctx.rec.status = 200;
+    let rec = ctx.rec.clone();
+    sh.lock().record(rec, sh.opts.log_requests);
+    if conn.write_all(&http::head(200, &headers)).is_err() || conn.flush().is_err() {
+        return;
+    }
+    let _ = raw.set_read_timeout(Some(Duration::from_millis(1)));
+
+    if let Some((asked, oldest)) = too_old {
+        let _ = write_lines(
+            conn,
+            raw,
+            sh.opts.chunking,
+            vec![error_line(asked, oldest)],
+            None,
+        );
+        return end_clean(conn);
+    }
+    if silent {
+        return idle_until_killed(sh, raw, wid);
+    }
+
+    let chunking = sh.opts.chunking;
+    let interval = sh.opts.bookmark_interval.max(Duration::from_millis(10));
+    let start = Instant::now();
+    let deadline = super::later(start, timeout);
+    let mut next_bookmark = super::later(start, interval);
+    let mut pos = floor;
+    let mut last_probe = Instant::now();
+    let kind_name = filter.kind.name();
+    loop {
+        if !pending.is_empty() {
+            let lines: Vec<Vec<u8>> = pending
+                .drain(..)
+                .map(|(typ, o)| event_line(typ, &o.text))
+                .collect();
+            let fault = take_event_fault(sh);
+            if write_lines(conn, raw, chunking, lines, fault).is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut st = sh.lock();
+        let Some(q) = st.watchers.get_mut(&wid) else {
+            return;
+        };
+        if q.kill {
+            drop(st);
+            let _ = raw.shutdown(Shutdown::Both);
+            return;
+        }
+        if q.expire {
+            let current = st.rv;
+            drop(st);
+            let _ = write_lines(conn, raw, chunking, vec![error_line(pos, current)], None);
+            return end_clean(conn);
+        }
+        if q.overflow {
+            drop(st);
+            return end_clean(conn);
+        }
+        if !q.events.is_empty() {
+            let evs: Vec<Arc<Event>> = q.events.drain(..).collect();
+            drop(st);
+            for ev in evs {
+                pos = pos.max(ev.obj.rv);
+                if ev.obj.rv > floor {
+                    pending.extend(project(&filter, &ev));
+                }
+            }
+            if matches!(chunking, Chunking::Coalesce | Chunking::Mixed) && !pending.is_empty() {
+                thread::sleep(COALESCE_WAIT);
+                let mut st = sh.lock();
+                if let Some(q) = st.watchers.get_mut(&wid) {
+                    let more: Vec<Arc<Event>> = q.events.drain(..).collect();
+                    drop(st);
+                    for ev in more {
+                        pos = pos.max(ev.obj.rv);
+                        if ev.obj.rv > floor {
+                            pending.extend(project(&filter, &ev));
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            drop(st);
+            return end_clean(conn);
+        }
+        if allow_bookmarks && now >= next_bookmark {
+            next_bookmark = super::later(now, interval);
+            if st.rv >= floor {
+                let current = st.rv;
+                drop(st);
+                pos = pos.max(current);
+                let line = bookmark_line(kind_name, current);
+                if write_lines(conn, raw, chunking, vec![line], None).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        let mut until = deadline.min(super::later(now, PROBE_EVERY));
+        if allow_bookmarks {
+            until = until.min(next_bookmark);
+        }
+        let st = sh
+            .changed
+            .wait_timeout(st, until.saturating_duration_since(now))
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
+        drop(st);
+        if last_probe.elapsed() >= PROBE_EVERY {
+            if client_gone(raw) {
+                return;
+            }
+            last_probe = Instant::now();
+        }
+    }
+}
+
+/// A silent watch: nothing is ever sent; it ends when the client leaves or it is killed.
+fn idle_until_killed(sh: &Shared, raw: &TcpStream, wid: u64) {
+    loop {
+        let st = sh.lock();
+        if st.watchers.get(&wid).is_none_or(|q| q.kill) {
+            drop(st);
+            let _ = raw.shutdown(Shutdown::Both);
+            return;
+        }
+        let st = sh
+            .changed
+            .wait_timeout(st, PROBE_EVERY)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
+        drop(st);
+        if client_gone(raw) {
+            return;
+        }
+    }
+}

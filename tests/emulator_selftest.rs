@@ -1,0 +1,1593 @@
+//! Self-test of the Kubernetes API emulator (tests/emulator): drives it over real sockets with
+//! a raw rustls client and a hand-written HTTP/chunk reader (nothing from the crate's `src/`),
+//! and checks its pure helpers with tables.
+//!
+//! It never talks to anything but the emulators it starts on 127.0.0.1.
+
+#[path = "emulator/mod.rs"]
+mod emulator;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emulator::{Chunking, Emulator, Fault, Options};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+
+const TOKEN: &str = "test-token";
+const NS: &str = "default";
+
+// ---------------------------------------------------------------------------------------------
+// A raw client.
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+fn tls_config(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read ca") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+fn is_tls(emu: &Emulator) -> bool {
+    emu.url().starts_with("https")
+}
+
+/// Connects and completes the TLS handshake (errors come back as text).
+fn connect(emu: &Emulator) -> Result<Stream, String> {
+    let tcp = TcpStream::connect(("127.0.0.1", emu.port())).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    if !is_tls(emu) {
+        return Ok(Stream::Plain(tcp));
+    }
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let conn = rustls::ClientConnection::new(tls_config(&Emulator::ca_file()), name)
+        .map_err(|e| e.to_string())?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn
+            .complete_io(&mut s.sock)
+            .map_err(|e| format!("handshake: {e}"))?;
+    }
+    Ok(Stream::Tls(Box::new(s)))
+}
+
+struct Req<'a> {
+    method: &'a str,
+    target: String,
+    token: Option<&'a str>,
+    headers: Vec<(&'a str, String)>,
+    body: Vec<u8>,
+}
+
+fn req(method: &str, target: impl Into<String>) -> Req<'_> {
+    Req {
+        method,
+        target: target.into(),
+        token: Some(TOKEN),
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+impl<'a> Req<'a> {
+    fn token(mut self, t: Option<&'a str>) -> Self {
+        self.token = t;
+        self
+    }
+    fn header(mut self, k: &'a str, v: &str) -> Self {
+        self.headers.push((k, v.to_string()));
+        self
+    }
+    fn json(mut self, body: &str) -> Self {
+        self.headers
+            .push(("Content-Type", String::from("application/json")));
+        self.body = body.as_bytes().to_vec();
+        self
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let mut s = format!(
+            "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n",
+            self.method, self.target
+        );
+        if let Some(t) = self.token {
+            s += &format!("Authorization: Bearer {t}\r\n");
+        }
+        for (k, v) in &self.headers {
+            s += &format!("{k}: {v}\r\n");
+        }
+        if !self.body.is_empty() {
+            s += &format!("Content-Length: {}\r\n", self.body.len());
+        }
+        s += "\r\n";
+        let mut b = s.into_bytes();
+        b.extend_from_slice(&self.body);
+        b
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Sizes of the body's chunks (empty when not chunked).
+    chunks: Vec<usize>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not json ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn parse_head(b: &[u8]) -> (u16, Vec<(String, String)>) {
+    let text = String::from_utf8_lossy(b);
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+/// Decodes complete chunks from `buf`; returns (chunks, consumed, saw final chunk).
+fn decode_chunks(buf: &[u8]) -> (Vec<Vec<u8>>, usize, bool) {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(rel) = buf[pos..].windows(2).position(|w| w == b"\r\n") else {
+            return (out, pos, false);
+        };
+        let line = std::str::from_utf8(&buf[pos..pos + rel]).expect("size line");
+        let size = usize::from_str_radix(line, 16).expect("chunk size");
+        let start = pos + rel + 2;
+        if size == 0 {
+            if buf.len() >= start + 2 {
+                assert_eq!(&buf[start..start + 2], b"\r\n");
+                return (out, start + 2, true);
+            }
+            return (out, pos, false);
+        }
+        if buf.len() < start + size + 2 {
+            return (out, pos, false);
+        }
+        assert_eq!(&buf[start + size..start + size + 2], b"\r\n", "chunk crlf");
+        out.push(buf[start..start + size].to_vec());
+        pos = start + size + 2;
+    }
+}
+
+/// Sends a request and reads the whole answer (the server closes after it).
+fn send(emu: &Emulator, r: Req) -> Resp {
+    let mut s = connect(emu).expect("connect");
+    s.write_all(&r.bytes()).expect("write request");
+    s.flush().ok();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    loop {
+        match s.read(&mut tmp) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("read answer: {e}"),
+        }
+    }
+    let end = head_end(&buf).expect("complete head");
+    let (status, headers) = parse_head(&buf[..end]);
+    let rest = &buf[end..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
+    let (body, chunks) = if chunked {
+        let (chunks, _, done) = decode_chunks(rest);
+        assert!(done, "chunked answer without final chunk");
+        (chunks.concat(), chunks.iter().map(Vec::len).collect())
+    } else {
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().expect("content-length"))
+            .expect("content-length or chunked");
+        assert_eq!(rest.len(), len, "body length");
+        (rest.to_vec(), Vec::new())
+    };
+    Resp {
+        status,
+        headers,
+        body,
+        chunks,
+    }
+}
+
+fn get(emu: &Emulator, target: &str) -> Resp {
+    send(emu, req("GET", target))
+}
+
+fn cm_path(name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/configmaps/{name}")
+}
+
+fn list_path(query: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/configmaps?{query}")
+}
+
+/// What a watch read produced.
+#[derive(Debug, PartialEq)]
+enum Next {
+    Chunk(Vec<u8>),
+    /// The final zero-length chunk.
+    End,
+    /// The connection closed without a final chunk.
+    Eof,
+    Timeout,
+}
+
+struct Watch {
+    s: Stream,
+    status: u16,
+    buf: Vec<u8>,
+    ready: std::collections::VecDeque<Vec<u8>>,
+    ended: bool,
+    /// Bytes of events not yet ended by a newline.
+    partial: Vec<u8>,
+}
+
+impl Watch {
+    fn open(emu: &Emulator, query: &str) -> Watch {
+        Watch::open_target(emu, &list_path(query))
+    }
+
+    fn open_target(emu: &Emulator, target: &str) -> Watch {
+        let mut s = connect(emu).expect("connect");
+        s.write_all(&req("GET", target).bytes()).expect("write");
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 65536];
+        let end = loop {
+            if let Some(e) = head_end(&buf) {
+                break e;
+            }
+            let n = s.read(&mut tmp).expect("read watch head");
+            assert!(n > 0, "closed before head");
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        let (status, headers) = parse_head(&buf[..end]);
+        if status == 200 {
+            assert!(headers
+                .iter()
+                .any(|(k, v)| k == "Transfer-Encoding" && v == "chunked"));
+            assert!(headers
+                .iter()
+                .any(|(k, v)| k == "Content-Type" && v == "application/json"));
+        }
+        if let Stream::Tls(t) = &s {
+            t.sock
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .ok();
+        }
+        if let Stream::Plain(t) = &s {
+            t.set_read_timeout(Some(Duration::from_millis(20))).ok();
+        }
+        Watch {
+            s,
+            status,
+            buf: buf[end..].to_vec(),
+            ready: Default::default(),
+            ended: false,
+            partial: Vec::new(),
+        }
+    }
+
+    fn next(&mut self, timeout: Duration) -> Next {
+        let deadline = Instant::now() + timeout;
+        let mut tmp = [0u8; 65536];
+        loop {
+            if let Some(c) = self.ready.pop_front() {
+                return Next::Chunk(c);
+            }
+            if self.ended {
+                return Next::End;
+            }
+            let (chunks, used, done) = decode_chunks(&self.buf);
+            self.buf.drain(..used);
+            self.ready.extend(chunks);
+            self.ended = done;
+            if !self.ready.is_empty() || done {
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Next::Timeout;
+            }
+            match self.s.read(&mut tmp) {
+                Ok(0) => return Next::Eof,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return Next::Eof,
+            }
+        }
+    }
+
+    /// The next complete event line (split on newlines, not chunks), as JSON.
+    fn event(&mut self, timeout: Duration) -> Result<Value, Next> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(p) = self.partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=p).collect();
+                return Ok(serde_json::from_slice(&line).expect("event json"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Next::Chunk(c) => self.partial.extend_from_slice(&c),
+                other => return Err(other),
+            }
+        }
+    }
+
+    fn expect_event(&mut self, typ: &str) -> Value {
+        let ev = self
+            .event(Duration::from_secs(3))
+            .unwrap_or_else(|n| panic!("expected {typ} event, got {n:?}"));
+        assert_eq!(ev["type"], typ, "event {ev}");
+        ev
+    }
+
+    /// Asserts nothing arrives for `d`.
+    fn expect_quiet(&mut self, d: Duration) {
+        match self.next(d) {
+            Next::Timeout => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+}
+
+fn start(opts: Options) -> Emulator {
+    Emulator::start(opts)
+}
+
+fn rv_of(v: &Value) -> u64 {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion string")
+        .parse()
+        .expect("numeric resourceVersion")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+#[test]
+fn list_get_and_not_found() {
+    let emu = start(Options::default());
+    let rv_a = emu.apply(NS, "a", &[("k", "v1")]);
+    emu.apply(NS, "b", &[("x", "y")]);
+    emu.apply("other", "a", &[("k", "elsewhere")]);
+
+    let r = get(&emu, &list_path("fieldSelector=metadata.name%3Da"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert!(r.body.ends_with(b"}\n"), "compact answers end in a newline");
+    let v = r.json();
+    assert_eq!(v["kind"], "ConfigMapList");
+    assert_eq!(v["apiVersion"], "v1");
+    assert_eq!(rv_of(&v), emu.resource_version());
+    let items = v["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["data"]["k"], "v1");
+    assert_eq!(rv_of(&items[0]), rv_a);
+    assert_eq!(items[0]["metadata"]["namespace"], NS);
+    assert!(items[0]["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
+    assert!(items[0]["metadata"]["creationTimestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+
+    // "==" and rv=0 (watch cache) give the same; a missing name gives an empty list.
+    let v = get(
+        &emu,
+        &list_path("fieldSelector=metadata.name%3D%3Da&resourceVersion=0"),
+    )
+    .json();
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
+    let v = get(&emu, &list_path("fieldSelector=metadata.name%3Dnope")).json();
+    assert_eq!(v["items"], serde_json::json!([]));
+    let v = get(&emu, &list_path("")).json();
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(2));
+    let v = get(&emu, "/api/v1/configmaps").json();
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(3));
+
+    let r = get(&emu, &cm_path("a"));
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["kind"], "ConfigMap");
+    assert_eq!(v["data"]["k"], "v1");
+    // Field order as the API server writes it.
+    let t = r.text();
+    let pos = |s: &str| t.find(s).unwrap_or(usize::MAX);
+    assert!(pos("\"kind\"") < pos("\"apiVersion\""));
+    assert!(pos("\"apiVersion\"") < pos("\"metadata\""));
+    assert!(pos("\"metadata\"") < pos("\"data\""));
+
+    // Answers over 2048 bytes come chunked, as Go's net/http sends them.
+    let small = get(&emu, &cm_path("b"));
+    assert!(small.chunks.is_empty() && small.header("Content-Length").is_some());
+    emu.apply(NS, "large", &[("k", &"x".repeat(3000))]);
+    let large = get(&emu, &cm_path("large"));
+    assert_eq!(large.chunks.len(), 1);
+    assert_eq!(large.header("Content-Length"), None);
+    assert_eq!(large.json()["data"]["k"].as_str().map(str::len), Some(3000));
+    emu.delete(NS, "large");
+
+    let r = get(&emu, &cm_path("missing"));
+    assert_eq!(r.status, 404);
+    let v = r.json();
+    assert_eq!(v["kind"], "Status");
+    assert_eq!(v["status"], "Failure");
+    assert_eq!(v["reason"], "NotFound");
+    assert_eq!(v["message"], "configmaps \"missing\" not found");
+    assert_eq!(v["details"]["name"], "missing");
+    assert_eq!(v["details"]["kind"], "configmaps");
+    assert_eq!(v["code"], 404);
+
+    let r = get(&emu, "/api/v1/namespaces/default/pods");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["reason"], "NotFound");
+    let r = send(&emu, req("PATCH", cm_path("a")));
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["reason"], "MethodNotAllowed");
+    let r = send(&emu, req("POST", "/api/v1/configmaps").json("{}"));
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn authentication() {
+    let emu = start(Options::default());
+    for token in [None, Some("wrong")] {
+        let r = send(&emu, req("GET", list_path("")).token(token));
+        assert_eq!(r.status, 401, "token {token:?}");
+        let v = r.json();
+        assert_eq!(v["reason"], "Unauthorized");
+        assert_eq!(v["message"], "Unauthorized");
+        assert_eq!(v["code"], 401);
+    }
+    emu.set_tokens(&["rotated"]);
+    assert_eq!(get(&emu, &list_path("")).status, 401);
+    let r = send(&emu, req("GET", list_path("")).token(Some("rotated")));
+    assert_eq!(r.status, 200);
+    let recs = emu.requests();
+    assert_eq!(recs.len(), 4);
+    assert_eq!(recs[3].token.as_deref(), Some("rotated"));
+    assert_eq!(recs[3].status, 200);
+    assert!(recs[3].is_list());
+    assert_eq!(
+        recs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [401, 401, 401, 200]
+    );
+}
+
+#[test]
+fn list_exact_version_rebuilds_the_past_and_expires() {
+    let emu = start(Options::default());
+    let rv1 = emu.apply(NS, "a", &[("k", "1")]);
+    emu.apply(NS, "a", &[("k", "2")]);
+    emu.apply(NS, "b", &[("k", "b")]);
+    let v = get(
+        &emu,
+        &list_path(&format!("resourceVersion={rv1}&resourceVersionMatch=Exact")),
+    )
+    .json();
+    assert_eq!(rv_of(&v), rv1);
+    let items = v["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["data"]["k"], "1");
+
+    let r = get(&emu, &list_path("resourceVersionMatch=Exact"));
+    assert_eq!(r.status, 422, "{}", r.text());
+
+    emu.compact();
+    let r = get(
+        &emu,
+        &list_path(&format!("resourceVersion={rv1}&resourceVersionMatch=Exact")),
+    );
+    assert_eq!(r.status, 410);
+    let v = r.json();
+    assert_eq!(v["reason"], "Expired");
+    assert_eq!(v["code"], 410);
+    // Not-older-than semantics are fine with an old version.
+    assert_eq!(
+        get(&emu, &list_path(&format!("resourceVersion={rv1}"))).status,
+        200
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watching.
+
+#[test]
+fn watch_from_version_replays_in_order_then_live() {
+    let emu = start(Options::default());
+    let rv1 = emu.apply(NS, "x", &[("k", "1")]);
+    let rv2 = emu.apply(NS, "x", &[("k", "2")]);
+    emu.apply(NS, "other", &[("k", "o")]);
+    let rv3 = emu.apply(NS, "x", &[("k", "3")]);
+    let rv_del = emu.delete(NS, "x").expect("deleted");
+    let mut w = Watch::open(
+        &emu,
+        &format!("fieldSelector=metadata.name%3Dx&watch=1&resourceVersion={rv1}&allowWatchBookmarks=true&timeoutSeconds=30"),
+    );
+    assert_eq!(w.status, 200);
+    let e = w.expect_event("MODIFIED");
+    assert_eq!(e["object"]["data"]["k"], "2");
+    assert_eq!(rv_of(&e["object"]), rv2);
+    let e = w.expect_event("MODIFIED");
+    assert_eq!(rv_of(&e["object"]), rv3);
+    let e = w.expect_event("DELETED");
+    assert_eq!(
+        rv_of(&e["object"]),
+        rv_del,
+        "DELETED carries its own version"
+    );
+    assert_eq!(e["object"]["data"]["k"], "3");
+    assert!(emu.wait_for(|e| e.open_watches() == 1, Duration::from_secs(2)));
+    let rv4 = emu.apply(NS, "x", &[("k", "4")]);
+    emu.apply(NS, "other", &[("k", "o2")]);
+    let e = w.expect_event("ADDED");
+    assert_eq!(rv_of(&e["object"]), rv4);
+    w.expect_quiet(Duration::from_millis(150));
+    let rec = emu.requests().pop().expect("record");
+    assert!(rec.watch);
+    assert_eq!(rec.param("fieldSelector"), Some("metadata.name=x"));
+    drop(w);
+    assert!(emu.wait_for(|e| e.open_watches() == 0, Duration::from_secs(3)));
+}
+
+#[test]
+fn watch_from_zero_or_no_version_sends_synthetic_added() {
+    let emu = start(Options::default());
+    let rv_b = emu.apply(NS, "b", &[("k", "b")]);
+    let rv_a = emu.apply(NS, "a", &[("k", "a")]);
+    for q in ["watch=true&resourceVersion=0", "watch=1"] {
+        let mut w = Watch::open(&emu, q);
+        let mut seen = vec![];
+        for _ in 0..2 {
+            let e = w.expect_event("ADDED");
+            seen.push((
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                rv_of(&e["object"]),
+            ));
+        }
+        seen.sort();
+        assert_eq!(seen, [("a".to_string(), rv_a), ("b".to_string(), rv_b)]);
+        w.expect_quiet(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watch_from_the_future_is_silent_until_it_happens() {
+    let emu = start(Options::default());
+    let now = emu.apply(NS, "f", &[("k", "0")]);
+    let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={}", now + 2));
+    emu.apply(NS, "f", &[("k", "1")]);
+    emu.apply(NS, "f", &[("k", "2")]);
+    w.expect_quiet(Duration::from_millis(150));
+    emu.apply(NS, "f", &[("k", "3")]);
+    let e = w.expect_event("MODIFIED");
+    assert_eq!(e["object"]["data"]["k"], "3");
+}
+
+#[test]
+fn bookmarks_only_when_allowed() {
+    let emu = start(Options {
+        bookmark_interval: Duration::from_millis(100),
+        ..Options::default()
+    });
+    let rv = emu.apply(NS, "b", &[("k", "v")]);
+    let mut w = Watch::open(
+        &emu,
+        &format!("watch=1&resourceVersion={rv}&allowWatchBookmarks=true"),
+    );
+    let e = w.expect_event("BOOKMARK");
+    assert_eq!(e["object"]["kind"], "ConfigMap");
+    assert_eq!(e["object"]["apiVersion"], "v1");
+    assert_eq!(rv_of(&e["object"]), rv);
+    // Versions move on without events for this watch's selector too.
+    let mut w2 = Watch::open(
+        &emu,
+        &format!("watch=1&resourceVersion={rv}&allowWatchBookmarks=true&fieldSelector=metadata.name%3Dzzz"),
+    );
+    let rv2 = emu.apply(NS, "b", &[("k", "w")]);
+    let e = w2.expect_event("BOOKMARK");
+    assert!(rv_of(&e["object"]) >= rv);
+    let e = w2.expect_event("BOOKMARK");
+    assert_eq!(rv_of(&e["object"]), rv2);
+
+    let mut quiet = Watch::open(&emu, &format!("watch=1&resourceVersion={rv2}"));
+    quiet.expect_quiet(Duration::from_millis(300));
+}
+
+#[test]
+fn too_old_version_gets_error_410_then_clean_end() {
+    let emu = start(Options {
+        history_limit: 2,
+        ..Options::default()
+    });
+    let rv1 = emu.apply(NS, "h", &[("k", "1")]);
+    for i in 2..6 {
+        emu.apply(NS, "h", &[("k", &i.to_string())]);
+    }
+    // History keeps 2 events: rv1 is too old by now.
+    let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={rv1}"));
+    assert_eq!(w.status, 200, "too old is an event, not an HTTP error");
+    let e = w.expect_event("ERROR");
+    assert_eq!(e["object"]["kind"], "Status");
+    assert_eq!(e["object"]["code"], 410);
+    assert_eq!(e["object"]["reason"], "Expired");
+    let msg = e["object"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.starts_with(&format!("too old resource version: {rv1} (")),
+        "{msg}"
+    );
+    assert_eq!(w.next(Duration::from_secs(2)), Next::End);
+
+    // A version still in history works; after compact it does not.
+    let cur = emu.resource_version();
+    let mut ok = Watch::open(&emu, &format!("watch=1&resourceVersion={}", cur - 1));
+    ok.expect_event("MODIFIED");
+    emu.compact();
+    let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={}", cur - 1));
+    w.expect_event("ERROR");
+    assert_eq!(w.next(Duration::from_secs(2)), Next::End);
+    // The open watch is not cut by compaction.
+    emu.apply(NS, "h", &[("k", "after")]);
+    ok.expect_event("MODIFIED");
+    let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={cur}"));
+    w.expect_event("MODIFIED");
+}
+
+#[test]
+fn server_timeout_ends_the_stream_cleanly() {
+    let emu = start(Options::default());
+    let rv = emu.apply(NS, "t", &[("k", "v")]);
+    let t0 = Instant::now();
+    let mut w = Watch::open(
+        &emu,
+        &format!("watch=1&resourceVersion={rv}&timeoutSeconds=1"),
+    );
+    assert_eq!(w.next(Duration::from_secs(3)), Next::End);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    assert_eq!(w.next(Duration::from_millis(200)), Next::End);
+}
+
+#[test]
+fn label_selector_transitions() {
+    let emu = start(Options::default());
+    let body = |v: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"l","labels":{{"app":"{v}"}}}},"data":{{"k":"v"}}}}"#
+        )
+    };
+    let r = send(&emu, req("POST", list_path("")).json(&body("web")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rv = rv_of(&r.json());
+    let mut w = Watch::open(
+        &emu,
+        &format!("watch=1&resourceVersion={rv}&labelSelector=app%3Dweb"),
+    );
+    let r = send(&emu, req("PUT", cm_path("l")).json(&body("db")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    w.expect_event("DELETED");
+    let r = send(&emu, req("PUT", cm_path("l")).json(&body("web")));
+    assert_eq!(r.status, 200);
+    w.expect_event("ADDED");
+    let v = get(&emu, &list_path("labelSelector=app%20in%20(web,x)")).json();
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
+    let v = get(&emu, &list_path("labelSelector=app!%3Dweb")).json();
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing.
+
+#[test]
+fn create_update_delete() {
+    let emu = start(Options::default());
+    let rv0 = emu.resource_version();
+    let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={rv0}"));
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","namespace":"default"},"data":{"a":"1"},"binaryData":{"b":"AAEC/w=="}}"#;
+    let r = send(&emu, req("POST", list_path("")).json(body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = r.json();
+    assert_eq!(created["data"]["a"], "1");
+    assert_eq!(created["binaryData"]["b"], "AAEC/w==");
+    let rv1 = rv_of(&created);
+    assert_eq!(rv1, rv0 + 1);
+    assert_eq!(rv_of(&w.expect_event("ADDED")["object"]), rv1);
+
+    let r = send(&emu, req("POST", list_path("")).json(body));
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["reason"], "AlreadyExists");
+
+    // Update with the right version, then with a stale one.
+    let upd = |rv: u64, v: &str| {
+        format!(r#"{{"metadata":{{"name":"c","resourceVersion":"{rv}"}},"data":{{"a":"{v}"}}}}"#)
+    };
+    let r = send(&emu, req("PUT", cm_path("c")).json(&upd(rv1, "2")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rv2 = rv_of(&r.json());
+    assert!(rv2 > rv1);
+    let e = w.expect_event("MODIFIED");
+    assert_eq!(e["object"]["data"]["a"], "2");
+    assert!(e["object"].get("binaryData").is_none(), "PUT replaces");
+    let r = send(&emu, req("PUT", cm_path("c")).json(&upd(rv1, "3")));
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["reason"], "Conflict");
+    // Unconditional update; then the same content again is no write.
+    let r = send(
+        &emu,
+        req("PUT", cm_path("c")).json(r#"{"metadata":{"name":"c"},"data":{"a":"3"}}"#),
+    );
+    assert_eq!(r.status, 200);
+    let rv3 = rv_of(&r.json());
+    let r = send(
+        &emu,
+        req("PUT", cm_path("c")).json(r#"{"metadata":{"name":"c"},"data":{"a":"3"}}"#),
+    );
+    assert_eq!(rv_of(&r.json()), rv3);
+    assert_eq!(emu.resource_version(), rv3);
+    w.expect_event("MODIFIED");
+    w.expect_quiet(Duration::from_millis(100));
+
+    let r = send(
+        &emu,
+        req("PUT", cm_path("nope")).json(r#"{"metadata":{"name":"nope"}}"#),
+    );
+    assert_eq!(r.status, 404);
+    let r = send(
+        &emu,
+        req("PUT", cm_path("c")).json(r#"{"metadata":{"name":"d"}}"#),
+    );
+    assert_eq!(r.status, 400);
+
+    let r = send(&emu, req("DELETE", cm_path("c")));
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["kind"], "Status");
+    assert_eq!(v["status"], "Success");
+    assert_eq!(v["details"]["name"], "c");
+    let e = w.expect_event("DELETED");
+    assert_eq!(rv_of(&e["object"]), emu.resource_version());
+    assert_eq!(send(&emu, req("DELETE", cm_path("c"))).status, 404);
+    assert_eq!(get(&emu, &cm_path("c")).status, 404);
+}
+
+#[test]
+fn writes_are_validated_like_the_server() {
+    let emu = start(Options::default());
+    let post = |body: &str| send(&emu, req("POST", list_path("")).json(body));
+    let cases: &[(&str, u16, &str)] = &[
+        (
+            r#"{"metadata":{"name":"v"},"data":{"a/b":"x"}}"#,
+            422,
+            "data[a/b]",
+        ),
+        (
+            r#"{"metadata":{"name":"v"},"data":{"..x":"x"}}"#,
+            422,
+            "data[..x]",
+        ),
+        (
+            r#"{"metadata":{"name":"v"},"data":{".":"x"}}"#,
+            422,
+            "data[.]",
+        ),
+        (
+            r#"{"metadata":{"name":"v"},"data":{"":"x"}}"#,
+            422,
+            "data[]",
+        ),
+        (
+            r#"{"metadata":{"name":"v"},"binaryData":{"a b":"AA=="}}"#,
+            422,
+            "binaryData[a b]",
+        ),
+        (
+            r#"{"metadata":{"name":"v"},"data":{"k":"x"},"binaryData":{"k":"AA=="}}"#,
+            422,
+            "data[k]",
+        ),
+        (r#"{"metadata":{"name":"Bad_Name"}}"#, 422, "metadata.name"),
+        (r#"{"metadata":{}}"#, 422, "metadata.name"),
+        (
+            r#"{"metadata":{"name":"v"},"binaryData":{"k":"!!"}}"#,
+            400,
+            "",
+        ),
+        (r#"{"metadata":{"name":"v"},"data":{"k":1}}"#, 400, ""),
+        (r#"{"metadata":{"name":"v","namespace":"other"}}"#, 400, ""),
+        (r#"{"kind":"Secret","metadata":{"name":"v"}}"#, 400, ""),
+        (
+            r#"{"metadata":{"name":"v","resourceVersion":"5"}}"#,
+            500,
+            "",
+        ),
+        (r#"not json"#, 400, ""),
+    ];
+    for (body, code, field) in cases {
+        let r = post(body);
+        assert_eq!(r.status, *code, "{body}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["kind"], "Status");
+        if *code == 422 {
+            assert_eq!(v["reason"], "Invalid");
+            assert_eq!(v["details"]["causes"][0]["field"], *field, "{v}");
+        }
+    }
+    let key = "k".repeat(254);
+    let r = post(&format!(
+        r#"{{"metadata":{{"name":"v"}},"data":{{"{key}":"x"}}}}"#
+    ));
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("must be no more than 253 characters"));
+
+    // 1 MiB of values passes, one byte more does not; a body over 3 MiB is 413.
+    let mib = 1024 * 1024;
+    let big = |n: usize| {
+        format!(
+            r#"{{"metadata":{{"name":"big"}},"data":{{"a":"{}","b":"{}"}}}}"#,
+            "x".repeat(n / 2),
+            "y".repeat(n - n / 2)
+        )
+    };
+    let r = post(&big(mib + 1));
+    assert_eq!(r.status, 422);
+    assert!(r
+        .text()
+        .contains("Too long: must have at most 1048576 bytes"));
+    assert_eq!(post(&big(mib)).status, 201);
+    let r = post(&big(3 * mib + 10));
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["reason"], "RequestEntityTooLarge");
+
+    // Without a JSON content type (curl --data sends a form type) the server refuses.
+    let mut r = req("POST", list_path(""));
+    r.body = br#"{"metadata":{"name":"f"}}"#.to_vec();
+    let r2 = send(
+        &emu,
+        r.header("Content-Type", "application/x-www-form-urlencoded"),
+    );
+    assert_eq!(r2.status, 415);
+    assert_eq!(r2.json()["reason"], "UnsupportedMediaType");
+
+    // generateName.
+    let r = post(r#"{"metadata":{"generateName":"gen-"}}"#);
+    assert_eq!(r.status, 201);
+    let name = r.json()["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+
+    // Immutable objects keep their data.
+    let r = post(r#"{"metadata":{"name":"imm"},"immutable":true,"data":{"a":"1"}}"#);
+    assert_eq!(r.status, 201);
+    let r = send(
+        &emu,
+        req("PUT", cm_path("imm"))
+            .json(r#"{"metadata":{"name":"imm"},"immutable":true,"data":{"a":"2"}}"#),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+}
+
+#[test]
+fn pretty_printing_for_curl_and_browsers() {
+    let emu = start(Options::default());
+    emu.apply(NS, "p", &[("k", "v")]);
+    let compact = get(&emu, &cm_path("p"));
+    for (ua, query, pretty) in [
+        (Some("curl/8.5.0"), "", true),
+        (Some("Wget/1.21"), "", true),
+        (Some("Mozilla/5.0"), "", true),
+        (None, "?pretty=true", true),
+        (Some("curl/8.5.0"), "?pretty=false", false),
+        (Some("kube-loader/1"), "", false),
+        (None, "", false),
+    ] {
+        let mut r = req("GET", format!("{}{query}", cm_path("p")));
+        if let Some(ua) = ua {
+            r = r.header("User-Agent", ua);
+        }
+        let r = send(&emu, r);
+        assert_eq!(r.json(), compact.json());
+        let t = r.text();
+        if pretty {
+            assert!(
+                t.starts_with("{\n  \"kind\": \"ConfigMap\",\n  \"apiVersion\": \"v1\",\n"),
+                "{t}"
+            );
+            assert!(!t.ends_with('\n'));
+            assert_eq!(
+                t,
+                serde_json::to_string_pretty(&r.json())
+                    .map(|_| t.clone())
+                    .unwrap_or_default()
+            );
+        } else {
+            assert!(
+                t.starts_with("{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\","),
+                "{ua:?}{query}: {t}"
+            );
+        }
+    }
+    // Errors too.
+    let r = send(
+        &emu,
+        req("GET", cm_path("none")).header("User-Agent", "curl/8"),
+    );
+    assert!(r.text().contains("\n  \"reason\": \"NotFound\""));
+    // Watches never are.
+    let mut w = Watch::open_target(&emu, &format!("{}&pretty=true", list_path("watch=1")));
+    match w.next(Duration::from_secs(2)) {
+        Next::Chunk(c) => {
+            assert!(!c[..c.len() - 1].contains(&b'\n'));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn secrets_are_served_with_base64_data() {
+    let emu = start(Options::default());
+    emu.apply_secret(NS, "s", &[("token", b"\x00\xffsecret")]);
+    let v = get(&emu, &format!("/api/v1/namespaces/{NS}/secrets/s")).json();
+    assert_eq!(v["kind"], "Secret");
+    assert_eq!(v["type"], "Opaque");
+    assert_eq!(v["data"]["token"], "AP9zZWNyZXQ=");
+    let r = send(
+        &emu,
+        req("POST", format!("/api/v1/namespaces/{NS}/secrets"))
+            .json(r#"{"metadata":{"name":"t"},"stringData":{"a":"plain"}}"#),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["data"]["a"], "cGxhaW4=");
+    let v = get(
+        &emu,
+        &format!("/api/v1/namespaces/{NS}/secrets?fieldSelector=metadata.name%3Dt"),
+    )
+    .json();
+    assert_eq!(v["kind"], "SecretList");
+    assert!(emu.delete_secret(NS, "s").is_some());
+}
+
+#[test]
+fn raw_objects_are_served_verbatim() {
+    let emu = start(Options::default());
+    let raw = r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"wrong","resourceVersion":"1"},"data":{"../x":"1","a":"1","a":"2"}}"#;
+    let rv = emu.apply_raw(NS, "hostile", raw);
+    let expect = format!(
+        r#"{{"kind":"ConfigMap","apiVersion":"v1","metadata":{{"namespace":"default","name":"hostile","resourceVersion":"{rv}"}},"data":{{"../x":"1","a":"1","a":"2"}}}}"#
+    );
+    let r = get(&emu, &cm_path("hostile"));
+    assert_eq!(r.text(), format!("{expect}\n"));
+    let r = get(&emu, &list_path("fieldSelector=metadata.name%3Dhostile"));
+    assert!(r.text().contains(&expect));
+    let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={}", rv - 1));
+    match w.next(Duration::from_secs(2)) {
+        Next::Chunk(c) => assert_eq!(
+            String::from_utf8_lossy(&c),
+            format!("{{\"type\":\"ADDED\",\"object\":{expect}}}\n")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let del = emu.delete(NS, "hostile").expect("deleted");
+    let e = w.expect_event("DELETED");
+    assert_eq!(rv_of(&e["object"]), del);
+    // Text that is not an object is kept as it is.
+    emu.apply_raw(NS, "garbage", "[1,2");
+    assert_eq!(get(&emu, &cm_path("garbage")).body, b"[1,2\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunk layouts.
+
+fn three_changes(emu: &Emulator) -> u64 {
+    let rv = emu.resource_version();
+    emu.apply(NS, "c1", &[("k", "é — multi-byte text")]);
+    emu.apply(NS, "c2", &[("k", "2")]);
+    emu.apply(NS, "c3", &[("k", "3")]);
+    rv
+}
+
+fn read_all_events(w: &mut Watch, n: usize) -> (Vec<Value>, Vec<Vec<u8>>) {
+    let mut chunks = Vec::new();
+    let mut events = Vec::new();
+    let mut bytes = Vec::new();
+    while events.len() < n {
+        match w.next(Duration::from_secs(3)) {
+            Next::Chunk(c) => {
+                bytes.extend_from_slice(&c);
+                chunks.push(c);
+                while let Some(p) = bytes.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = bytes.drain(..=p).collect();
+                    events.push(serde_json::from_slice(&line).expect("event"));
+                }
+            }
+            other => panic!("after {} events: {other:?}", events.len()),
+        }
+    }
+    (events, chunks)
+}
+
+#[test]
+fn chunking_modes_shape_the_wire() {
+    for mode in [
+        Chunking::OnePerEvent,
+        Chunking::Split,
+        Chunking::Coalesce,
+        Chunking::Mixed,
+    ] {
+        let emu = start(Options {
+            chunking: mode,
+            ..Options::default()
+        });
+        let rv = three_changes(&emu);
+        let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={rv}"));
+        let (events, chunks) = read_all_events(&mut w, 3);
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e["object"]["metadata"]["name"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["c1", "c2", "c3"], "{mode:?}");
+        assert_eq!(events[0]["object"]["data"]["k"], "é — multi-byte text");
+        let ends_with_nl = chunks.iter().filter(|c| c.ends_with(b"\n")).count();
+        match mode {
+            Chunking::OnePerEvent => {
+                assert_eq!(chunks.len(), 3);
+                assert_eq!(ends_with_nl, 3);
+            }
+            Chunking::Split => {
+                assert!(chunks.len() > 3 * 5, "{}", chunks.len());
+                assert_eq!(chunks.iter().filter(|c| c.as_slice() == b"\n").count(), 3);
+                assert!(
+                    chunks.iter().any(|c| std::str::from_utf8(c).is_err()),
+                    "a split inside a character"
+                );
+            }
+            Chunking::Coalesce => {
+                assert_eq!(chunks.len(), 1);
+                assert_eq!(chunks[0].iter().filter(|&&b| b == b'\n').count(), 3);
+            }
+            Chunking::Mixed => {
+                assert!(chunks.len() > 5);
+                assert!(
+                    chunks.iter().any(|c| {
+                        c.iter()
+                            .position(|&b| b == b'\n')
+                            .is_some_and(|p| p + 1 < c.len())
+                    }),
+                    "a chunk holding the end of one event and the start of the next"
+                );
+            }
+        }
+        // Live events are shaped the same way.
+        emu.apply(NS, "c4", &[("k", "4")]);
+        emu.apply(NS, "c5", &[("k", "5")]);
+        let (events, chunks) = read_all_events(&mut w, 2);
+        assert_eq!(events.len(), 2);
+        if mode == Chunking::Coalesce {
+            assert_eq!(chunks.len(), 1, "changes 0 ms apart share a chunk");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults.
+
+#[test]
+fn fail_next_answers_proper_status() {
+    let emu = start(Options::default());
+    for (code, reason) in [
+        (429, "TooManyRequests"),
+        (500, "InternalError"),
+        (503, "ServiceUnavailable"),
+        (403, "Forbidden"),
+        (410, "Expired"),
+        (401, "Unauthorized"),
+        (404, "NotFound"),
+    ] {
+        emu.fail_next(2, code);
+        for _ in 0..2 {
+            let r = get(&emu, &list_path("watch=1"));
+            assert_eq!(r.status, code);
+            let v = r.json();
+            assert_eq!(v["kind"], "Status");
+            assert_eq!(v["reason"], reason);
+            assert_eq!(v["code"], code);
+            if code == 429 {
+                assert_eq!(r.header("Retry-After"), Some("1"));
+                assert_eq!(v["details"]["retryAfterSeconds"], 1);
+            }
+        }
+        assert_eq!(get(&emu, &list_path("")).status, 200);
+    }
+}
+
+#[test]
+fn watch_faults() {
+    let emu = start(Options::default());
+    let rv = emu.apply(NS, "f", &[("k", "0")]);
+    let q = format!("watch=1&resourceVersion={rv}");
+
+    // drop_watches: no final chunk.
+    let mut w = Watch::open(&emu, &q);
+    assert!(emu.wait_for(|e| e.open_watches() == 1, Duration::from_secs(2)));
+    emu.drop_watches();
+    assert_eq!(w.next(Duration::from_secs(2)), Next::Eof);
+    assert!(emu.wait_for(|e| e.open_watches() == 0, Duration::from_secs(2)));
+
+    // expire_watches: ERROR 410 then a clean end.
+    let mut w = Watch::open(&emu, &q);
+    assert!(emu.wait_for(|e| e.open_watches() == 1, Duration::from_secs(2)));
+    emu.expire_watches();
+    let e = w.expect_event("ERROR");
+    assert_eq!(e["object"]["code"], 410);
+    assert_eq!(w.next(Duration::from_secs(2)), Next::End);
+
+    // Garbage, then the stream goes on.
+    let mut w = Watch::open(&emu, &q);
+    emu.set_fault(Fault::GarbageNextEvent);
+    emu.apply(NS, "f", &[("k", "1")]);
+    match w.next(Duration::from_secs(2)) {
+        Next::Chunk(c) => assert!(serde_json::from_slice::<Value>(&c).is_err()),
+        other => panic!("{other:?}"),
+    }
+    emu.apply(NS, "f", &[("k", "2")]);
+    assert_eq!(w.expect_event("MODIFIED")["object"]["data"]["k"], "2");
+
+    // Huge: one line of exactly that size, still the event.
+    emu.set_fault(Fault::HugeNextEvent(200_000));
+    emu.apply(NS, "f", &[("k", "3")]);
+    match w.next(Duration::from_secs(3)) {
+        Next::Chunk(c) => {
+            assert_eq!(c.len(), 200_000);
+            let v: Value = serde_json::from_slice(&c).expect("json");
+            assert_eq!(v["object"]["data"]["k"], "3");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Truncate: half an event, then the connection drops.
+    emu.set_fault(Fault::TruncateNextEvent);
+    emu.apply(NS, "f", &[("k", "4")]);
+    assert_eq!(w.next(Duration::from_secs(2)), Next::Eof);
+    assert!(w.buf.len() > 10, "half an event arrived");
+
+    // Silent watches: headers, then nothing.
+    emu.set_silent_watches(true);
+    let mut w = Watch::open(&emu, &q);
+    assert_eq!(w.status, 200);
+    emu.apply(NS, "f", &[("k", "5")]);
+    w.expect_quiet(Duration::from_millis(300));
+    assert!(emu.wait_for(|e| e.open_watches() == 1, Duration::from_secs(2)));
+    emu.drop_watches();
+    assert_eq!(w.next(Duration::from_secs(2)), Next::Eof);
+    emu.set_silent_watches(false);
+
+    // Restart: connections drop, history is gone, versions go on.
+    let before = emu.resource_version();
+    let mut w = Watch::open(&emu, &format!("watch=1&resourceVersion={before}"));
+    assert!(emu.wait_for(|e| e.open_watches() == 1, Duration::from_secs(2)));
+    emu.restart();
+    assert_eq!(w.next(Duration::from_secs(2)), Next::Eof);
+    let mut w = Watch::open(&emu, &q);
+    w.expect_event("ERROR");
+    assert!(emu.apply(NS, "f", &[("k", "6")]) > before);
+
+    // A dropped request gets no answer at all.
+    emu.set_fault(Fault::DropNextRequest);
+    let mut s = connect(&emu).expect("connect");
+    s.write_all(&req("GET", list_path("")).bytes())
+        .expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty());
+    assert_eq!(get(&emu, &list_path("")).status, 200);
+}
+
+#[test]
+fn tls_faults_and_plain_http() {
+    let emu = start(Options::default());
+    assert!(connect(&emu).is_ok());
+    emu.set_fault(Fault::TlsHandshakeFailure(true));
+    let err = connect(&emu).err().expect("handshake must fail");
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("certificate"),
+        "{err}"
+    );
+    emu.set_fault(Fault::None);
+    assert_eq!(get(&emu, &list_path("")).status, 200);
+
+    let plain = start(Options {
+        tls: false,
+        ..Options::default()
+    });
+    assert!(plain.url().starts_with("http://127.0.0.1:"));
+    plain.apply(NS, "p", &[("k", "v")]);
+    assert_eq!(get(&plain, &cm_path("p")).json()["data"]["k"], "v");
+
+    // Down: refused; back up on the same port.
+    plain.set_down(true);
+    assert!(TcpStream::connect(("127.0.0.1", plain.port())).is_err());
+    plain.set_down(false);
+    assert_eq!(get(&plain, &cm_path("p")).status, 200);
+}
+
+#[test]
+fn request_bodies_chunked_and_expect_continue() {
+    let emu = start(Options {
+        tls: false,
+        ..Options::default()
+    });
+    let body = br#"{"metadata":{"name":"ch"},"data":{"a":"b"}}"#;
+    let mut s = connect(&emu).expect("connect");
+    let mut head = format!("POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n", list_path("")).into_bytes();
+    head.extend_from_slice(
+        format!(
+            "5\r\n{}\r\n{:x}\r\n",
+            std::str::from_utf8(&body[..5]).unwrap_or(""),
+            body.len() - 5
+        )
+        .as_bytes(),
+    );
+    head.extend_from_slice(&body[5..]);
+    head.extend_from_slice(b"\r\n0\r\n\r\n");
+    s.write_all(&head).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers.
+
+#[test]
+fn base64_table() {
+    use emulator::{base64_decode, base64_encode};
+    let cases: &[(&[u8], &str)] = &[
+        (b"", ""),
+        (b"f", "Zg=="),
+        (b"fo", "Zm8="),
+        (b"foo", "Zm9v"),
+        (b"foob", "Zm9vYg=="),
+        (b"\x00\xff\xfe", "AP/+"),
+    ];
+    for (raw, enc) in cases {
+        assert_eq!(base64_encode(raw), *enc);
+        assert_eq!(base64_decode(enc).as_deref(), Ok(*raw));
+    }
+    assert_eq!(base64_decode("Zm9v\r\nYg==").as_deref(), Ok(&b"foob"[..]));
+    for bad in ["Zg", "Zg=", "Z===", "Zm9v!A==", "Zg==Zg==", "=Zg="] {
+        assert!(base64_decode(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn query_and_route_table() {
+    use emulator::api::{parse_route, Target};
+    use emulator::http::{parse_query, percent_decode};
+    assert_eq!(
+        parse_query("fieldSelector=metadata.name%3Dx&watch=1&a+b=c+d&flag").unwrap_or_default(),
+        vec![
+            ("fieldSelector".into(), "metadata.name=x".into()),
+            ("watch".into(), "1".into()),
+            ("a b".into(), "c d".into()),
+            ("flag".into(), String::new())
+        ]
+    );
+    assert!(parse_query("a=%zz").is_err());
+    assert!(percent_decode("%4", false).is_err());
+    assert_eq!(percent_decode("a+b%2F", false).as_deref(), Ok("a+b/"));
+    let cases: &[(&str, Option<(bool, &str)>)] = &[
+        (
+            "/api/v1/namespaces/ns/configmaps",
+            Some((false, "collection")),
+        ),
+        ("/api/v1/namespaces/ns/configmaps/x", Some((false, "item"))),
+        ("/api/v1/namespaces/ns/secrets/x", Some((false, "item"))),
+        ("/api/v1/configmaps", Some((false, "collection"))),
+        (
+            "/api/v1/watch/namespaces/ns/configmaps/x",
+            Some((true, "collection")),
+        ),
+        ("/api/v1/watch/configmaps", Some((true, "collection"))),
+        ("/version", Some((false, "version"))),
+        ("/api/v1/namespaces/ns/pods", None),
+        ("/api/v1/namespaces/ns/configmaps/", None),
+        ("/api/v1/namespaces//configmaps", None),
+        ("/", None),
+    ];
+    for (path, want) in cases {
+        let got = parse_route(path).ok().map(|r| {
+            let t = match r.target {
+                Target::Collection { .. } => "collection",
+                Target::Item { .. } => "item",
+                Target::Version => "version",
+                Target::Health => "health",
+            };
+            (r.watch_path, t)
+        });
+        assert_eq!(got, *want, "{path}");
+    }
+}
+
+#[test]
+fn selector_table() {
+    use emulator::api::{parse_field_selector, parse_label_selector, LabelReq};
+    assert_eq!(
+        parse_field_selector("metadata.name=a,metadata.namespace!=b").map_err(|e| e.message),
+        Ok(vec![
+            ("metadata.name".into(), true, "a".into()),
+            ("metadata.namespace".into(), false, "b".into())
+        ])
+    );
+    assert!(parse_field_selector("spec.x=1").is_err());
+    assert!(parse_field_selector("metadata.name").is_err());
+    assert_eq!(
+        parse_label_selector("a=b,!c,d,e in (x, y),f notin (z),g!=h").map_err(|e| e.message),
+        Ok(vec![
+            LabelReq::Eq("a".into(), "b".into()),
+            LabelReq::NotExists("c".into()),
+            LabelReq::Exists("d".into()),
+            LabelReq::In("e".into(), vec!["x".into(), "y".into()]),
+            LabelReq::NotIn("f".into(), vec!["z".into()]),
+            LabelReq::Ne("g".into(), "h".into()),
+        ])
+    );
+    assert!(parse_label_selector("a in x").is_err());
+}
+
+#[test]
+fn config_key_table() {
+    use emulator::config_key_errors;
+    let long = "a".repeat(254);
+    let ok_253 = "a".repeat(253);
+    let cases: &[(&str, usize)] = &[
+        ("a", 0),
+        ("key.name", 0),
+        ("KEY_NAME-1", 0),
+        (".hidden", 0),
+        ("a..b", 0),
+        (&ok_253, 0),
+        ("", 1),
+        (".", 1),
+        ("..", 1),
+        ("..data", 1),
+        ("a/b", 1),
+        ("a b", 1),
+        ("é", 1),
+        (&long, 1),
+    ];
+    for (key, n) in cases {
+        assert_eq!(
+            config_key_errors(key).len(),
+            *n,
+            "{key:?}: {:?}",
+            config_key_errors(key)
+        );
+    }
+}
+
+#[test]
+fn text_tools_table() {
+    use emulator::text::{indent, rewrite_metadata};
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            r#"{}"#,
+            Some(r#"{"metadata":{"name":"n","namespace":"s","resourceVersion":"7"}}"#),
+        ),
+        (
+            r#"{"a":1}"#,
+            Some(r#"{"metadata":{"name":"n","namespace":"s","resourceVersion":"7"},"a":1}"#),
+        ),
+        (
+            r#"{"metadata":{}}"#,
+            Some(r#"{"metadata":{"name":"n","namespace":"s","resourceVersion":"7"}}"#),
+        ),
+        (
+            r#"{ "metadata" : { "name" : "x", "uid":"u", "name":"y" } }"#,
+            Some(
+                r#"{ "metadata" : {"namespace":"s","resourceVersion":"7", "name" : "n", "uid":"u", "name":"n" } }"#,
+            ),
+        ),
+        (
+            r#"{"data":{"metadata":"not this"},"metadata":{"resourceVersion":"1"}}"#,
+            Some(
+                r#"{"data":{"metadata":"not this"},"metadata":{"name":"n","namespace":"s","resourceVersion":"7"}}"#,
+            ),
+        ),
+        (
+            r#"{"metadata":"str"}"#,
+            Some(r#"{"metadata":{"name":"n","namespace":"s","resourceVersion":"7"}}"#),
+        ),
+        (
+            r#"{"\u006detadata":{}}"#,
+            Some(r#"{"\u006detadata":{"name":"n","namespace":"s","resourceVersion":"7"}}"#),
+        ),
+        ("[1]", None),
+        ("{\"a\":", None),
+        ("", None),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            rewrite_metadata(input, "s", "n", 7).as_deref(),
+            *want,
+            "{input}"
+        );
+    }
+    for v in [
+        serde_json::json!({"a": [1, {"b": {}}, []], "c": "x, y: {z}", "d": {"e": null}}),
+        serde_json::json!([]),
+        serde_json::json!({"k": "\"quoted\" \\ and \n"}),
+    ] {
+        let compact = serde_json::to_string(&v).unwrap_or_default();
+        let want = serde_json::to_string_pretty(&v).unwrap_or_default();
+        assert_eq!(indent(&compact), want);
+    }
+}
+
+#[test]
+fn split_pieces_cover_every_byte() {
+    use emulator::watch::split_pieces;
+    for len in [1usize, 2, 3, 7, 100, 10_000] {
+        let mut data = vec![b'x'; len - 1];
+        data.push(b'\n');
+        let pieces = split_pieces(&data);
+        assert_eq!(pieces.concat(), data);
+        assert!(pieces.iter().all(|p| !p.is_empty()));
+        if len > 1 {
+            assert_eq!(pieces.last().copied(), Some(&b"\n"[..]));
+        }
+        assert!(pieces.iter().all(|p| p.len() <= 4096));
+    }
+    let text = "{\"k\":\"ab€\"}\n".repeat(3);
+    let pieces = split_pieces(text.as_bytes());
+    assert_eq!(pieces.concat(), text.as_bytes());
+    assert!(pieces.iter().any(|p| std::str::from_utf8(p).is_err()));
+}
+
+#[test]
+fn http_head_parsing_table() {
+    use emulator::http::parse_head;
+    let ok = parse_head(b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-A:  v \r\n\r\n").expect("valid");
+    assert_eq!(
+        (ok.method.as_str(), ok.path.as_str(), ok.query.as_str()),
+        ("GET", "/a", "b=c")
+    );
+    assert_eq!(ok.header("x-a"), Some("v"));
+    for bad in [
+        &b"GET /a\r\n\r\n"[..],
+        b"GET /a HTTP/2\r\n\r\n",
+        b"get /a HTTP/1.1\r\n\r\n",
+        b"GET a HTTP/1.1\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nno colon\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET /a  HTTP/1.1\r\n\r\n",
+    ] {
+        assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn cli_flags_table() {
+    use emulator::cli::{parse_args, Command};
+    let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    match parse_args(args("--listen 127.0.0.1:0 --plain --token a --token b --bookmark-interval 0.5 --history 5 --chunking split --quiet")) {
+        Ok(Command::Run(o)) => {
+            assert_eq!(o.addr, "127.0.0.1:0");
+            assert!(!o.tls);
+            assert_eq!(o.tokens, ["a", "b"]);
+            assert_eq!(o.bookmark_interval, Duration::from_millis(500));
+            assert_eq!(o.history_limit, 5);
+            assert_eq!(o.chunking, Chunking::Split);
+            assert!(!o.log_requests);
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse_args(Vec::new()) {
+        Ok(Command::Run(o)) => {
+            assert_eq!(o.addr, "127.0.0.1:6443");
+            assert!(o.tls);
+            assert_eq!(o.tokens, ["test-token"]);
+            assert!(o.log_requests);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(parse_args(args("--help")), Ok(Command::Help)));
+    for bad in [
+        "--nope",
+        "--listen",
+        "--history 0",
+        "--history x",
+        "--bookmark-interval -1",
+        "--chunking odd",
+        "--token",
+    ] {
+        let e = parse_args(args(bad)).err().unwrap_or_default();
+        assert!(e.contains("--"), "{bad}: {e}");
+    }
+}

@@ -1,0 +1,734 @@
+//! The real loader binary against the Kubernetes API emulator: one-shot, watch, merges,
+//! relists, reconnects, token rotation, crashes, hostile keys, dry-run, plain http.
+
+mod common;
+#[path = "emulator/mod.rs"]
+mod emulator;
+
+use common::*;
+use emulator::{Emulator, Options};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+fn emu() -> Emulator {
+    Emulator::start(Options {
+        bookmark_interval: Duration::from_millis(500),
+        ..Options::default()
+    })
+}
+
+/// `-watch` args with short timeouts for tests.
+fn watch_args(
+    url: &str,
+    token: &std::path::Path,
+    out: &std::path::Path,
+    cms: &[&str],
+) -> Vec<String> {
+    let mut a = api_args(url, token);
+    for cm in cms {
+        a.push("-configmap".into());
+        a.push(cm.to_string());
+    }
+    a.extend(
+        [
+            "-namespace",
+            "default",
+            "-watch",
+            "-watch-timeout",
+            "3s",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    a
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn onetime_writes_every_key_and_exits_0() {
+    let emu = emu();
+    emu.apply(
+        "default",
+        "envoy",
+        &[("lds.yaml", "listeners\n"), ("cds.yaml", "clusters\n")],
+    );
+    let tmp = TempDir::new("onetime");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut a = api_args(&emu.url(), &token);
+    a.extend(
+        [
+            "-configmap",
+            "envoy",
+            "-namespace",
+            "default",
+            "-onetime",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    let mut l = Loader::start(&tmp, &strs(&a));
+    let status = l.wait(T).expect("exits");
+    assert!(status.success(), "{status:?}\n{}", l.log());
+    assert_eq!(
+        read_text(&out),
+        text(&[("lds.yaml", "listeners\n"), ("cds.yaml", "clusters\n")])
+    );
+    assert_consistent(&out);
+    assert_eq!(
+        std::fs::read_link(out.join("lds.yaml")).unwrap().to_str(),
+        Some("..data/lds.yaml")
+    );
+}
+
+#[test]
+fn onetime_failures_exit_1_naming_the_object_and_cause() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("a", "1")]);
+    let tmp = TempDir::new("onetime-fail");
+    let good = write_token(&tmp, TOKEN);
+    let bad = tmp.join("bad-token");
+    std::fs::write(&bad, "nope").unwrap();
+    let out = tmp.join("out");
+    let other_ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/other-ca.pem");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["-configmap".into(), "missing".into()],
+            "configmap default/missing: not found",
+        ),
+        (
+            vec![
+                "-configmap".into(),
+                "envoy".into(),
+                "-token-file".into(),
+                bad.display().to_string(),
+            ],
+            "401",
+        ),
+        (
+            vec![
+                "-configmap".into(),
+                "envoy".into(),
+                "-ca-file".into(),
+                other_ca.into(),
+            ],
+            "UnknownIssuer",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut a = api_args(&emu.url(), &good);
+        a.extend(extra);
+        a.extend(["-namespace", "default", "-onetime", "-output-dir"].map(String::from));
+        a.push(out.display().to_string());
+        let mut l = Loader::start(&tmp, &strs(&a));
+        let status = l.wait(T).expect("exits");
+        assert_eq!(status.code(), Some(1), "{want}: {}", l.log());
+        let log = l.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("level=error"))
+            .unwrap_or("");
+        assert!(
+            line.contains(want),
+            "want {want:?} in one error line:\n{log}"
+        );
+        assert!(line.contains("default/"), "names the object: {line}");
+        assert!(
+            !log.contains(TOKEN) && !log.contains("nope"),
+            "no token in the log"
+        );
+    }
+    assert!(read_snapshot(&out).is_empty());
+}
+
+#[test]
+fn watch_follows_updates_adds_removes_and_skips_no_ops() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("a.yaml", "1"), ("b.yaml", "2")]);
+    let tmp = TempDir::new("watch");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = Loader::start(
+        &tmp,
+        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
+    );
+    assert!(
+        wait_until(T, || read_text(&out)
+            == text(&[("a.yaml", "1"), ("b.yaml", "2")])),
+        "{}",
+        l.log()
+    );
+
+    // changed value
+    emu.apply("default", "envoy", &[("a.yaml", "1b"), ("b.yaml", "2")]);
+    assert!(
+        wait_until(T, || read_text(&out)
+            == text(&[("a.yaml", "1b"), ("b.yaml", "2")])),
+        "{}",
+        l.log()
+    );
+    assert_consistent(&out);
+    // added and removed keys
+    emu.apply("default", "envoy", &[("a.yaml", "1b"), ("c.yaml", "3")]);
+    assert!(
+        wait_until(T, || read_text(&out)
+            == text(&[("a.yaml", "1b"), ("c.yaml", "3")])),
+        "{}",
+        l.log()
+    );
+    assert_consistent(&out);
+    assert!(
+        std::fs::symlink_metadata(out.join("b.yaml")).is_err(),
+        "dropped key is gone"
+    );
+
+    // a no-op event (new resourceVersion, same data) touches nothing
+    let before = data_target(&out);
+    // the log line follows the last step of a write: wait for all three writes so far
+    assert!(
+        wait_until(T, || l.log().matches("snapshot written").count() == 3),
+        "{}",
+        l.log()
+    );
+    let writes = 3;
+    // a MODIFIED event with the same data (a label or annotation changed)
+    emu.touch("default", "envoy").expect("exists");
+    assert_eq!(data_target(&out), before);
+    // events arrive in order: once the next real change is on disk, the no-op was seen
+    emu.apply("default", "envoy", &[("a.yaml", "1c"), ("c.yaml", "3")]);
+    assert!(
+        wait_until(T, || read_text(&out)
+            == text(&[("a.yaml", "1c"), ("c.yaml", "3")])),
+        "{}",
+        l.log()
+    );
+    assert_eq!(
+        l.log().matches("snapshot written").count(),
+        writes + 1,
+        "the no-op wrote nothing: {}",
+        l.log()
+    );
+
+    // deleted: files kept; re-created: picked up
+    emu.delete("default", "envoy");
+    assert!(
+        l.wait_log("deleted; keeping its last files", T),
+        "{}",
+        l.log()
+    );
+    assert_eq!(read_text(&out), text(&[("a.yaml", "1c"), ("c.yaml", "3")]));
+    emu.apply("default", "envoy", &[("d.yaml", "4")]);
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("d.yaml", "4")])),
+        "{}",
+        l.log()
+    );
+    assert_consistent(&out);
+    let versions = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("..2"))
+        .count();
+    assert_eq!(versions, 1, "old versions removed");
+}
+
+#[test]
+fn binary_data_is_written_byte_for_byte() {
+    let emu = emu();
+    let blob: Vec<u8> = (0..=255u8).chain([0, 0xff, 0x80]).collect();
+    emu.apply_full(
+        "default",
+        "bin",
+        BTreeMap::from([("text".to_string(), "héllo\n\"q\"\t\\".to_string())]),
+        BTreeMap::from([("blob.bin".to_string(), blob.clone())]),
+    );
+    let tmp = TempDir::new("binary");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut a = api_args(&emu.url(), &token);
+    a.extend(["-configmap", "default/bin", "-onetime", "-output-dir"].map(String::from));
+    a.push(out.display().to_string());
+    let mut l = Loader::start(&tmp, &strs(&a));
+    assert!(l.wait(T).unwrap().success(), "{}", l.log());
+    let snap = read_snapshot(&out);
+    assert_eq!(snap["blob.bin"], blob);
+    assert_eq!(snap["text"], "héllo\n\"q\"\t\\".as_bytes());
+}
+
+#[test]
+fn two_configmaps_merge_and_a_collision_is_refused() {
+    let emu = emu();
+    emu.apply("default", "one", &[("lds.yaml", "L")]);
+    emu.apply("other", "two", &[("cds.yaml", "C")]);
+    let tmp = TempDir::new("merge");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = Loader::start(
+        &tmp,
+        &strs(&watch_args(&emu.url(), &token, &out, &["one", "other/two"])),
+    );
+    assert!(
+        wait_until(T, || read_text(&out)
+            == text(&[("lds.yaml", "L"), ("cds.yaml", "C")])),
+        "{}",
+        l.log()
+    );
+    emu.apply("other", "two", &[("cds.yaml", "C2"), ("lds.yaml", "clash")]);
+    assert!(
+        l.wait_log(
+            "is in both configmap default/one and configmap other/two",
+            T
+        ),
+        "{}",
+        l.log()
+    );
+    assert_eq!(
+        read_text(&out),
+        text(&[("lds.yaml", "L"), ("cds.yaml", "C")]),
+        "last files stay"
+    );
+    emu.apply("other", "two", &[("cds.yaml", "C3")]);
+    assert!(
+        wait_until(T, || read_text(&out)
+            == text(&[("lds.yaml", "L"), ("cds.yaml", "C3")])),
+        "{}",
+        l.log()
+    );
+}
+
+#[test]
+fn relists_after_too_old_and_reconnects_after_drops() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "1")]);
+    let tmp = TempDir::new("relist");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = Loader::start(
+        &tmp,
+        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
+    );
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("k", "1")])),
+        "{}",
+        l.log()
+    );
+    let lists = |e: &Emulator| {
+        e.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && !r.query.contains("watch"))
+            .count()
+    };
+    assert!(wait_until(T, || emu.open_watches() == 1));
+    let lists_before = lists(&emu);
+
+    // ERROR 410 inside a 200 stream, after the history is gone
+    emu.compact();
+    emu.expire_watches();
+    assert!(
+        l.wait_log("too old resource version; relisting", T),
+        "{}",
+        l.log()
+    );
+    assert!(
+        wait_until(T, || lists(&emu) > lists_before),
+        "a relist happened"
+    );
+    emu.apply("default", "envoy", &[("k", "2")]);
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("k", "2")])),
+        "{}",
+        l.log()
+    );
+
+    // HTTP 410 on the next watch request
+    assert!(wait_until(T, || emu.open_watches() == 1));
+    let lists_before = lists(&emu);
+    emu.fail_next(1, 410);
+    emu.drop_watches();
+    assert!(
+        wait_until(T, || lists(&emu) > lists_before),
+        "HTTP 410 relists: {}",
+        l.log()
+    );
+
+    // dropped connection: re-watch from the last version, no missed update
+    assert!(wait_until(T, || emu.open_watches() == 1));
+    emu.drop_watches();
+    emu.apply("default", "envoy", &[("k", "3")]);
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("k", "3")])),
+        "{}",
+        l.log()
+    );
+
+    // 500s: back off and come back
+    emu.fail_next(2, 500);
+    emu.drop_watches();
+    emu.apply("default", "envoy", &[("k", "4")]);
+    assert!(
+        wait_until(Duration::from_secs(15), || read_text(&out)
+            == text(&[("k", "4")])),
+        "{}",
+        l.log()
+    );
+    assert_consistent(&out);
+}
+
+#[test]
+fn watch_streams_split_or_coalesced_across_chunks() {
+    for chunking in [emulator::Chunking::Split, emulator::Chunking::Coalesce] {
+        let emu = Emulator::start(Options {
+            chunking,
+            bookmark_interval: Duration::from_millis(200),
+            ..Options::default()
+        });
+        emu.apply("default", "envoy", &[("k", "0")]);
+        let tmp = TempDir::new("chunks");
+        let token = write_token(&tmp, TOKEN);
+        let out = tmp.join("out");
+        let l = Loader::start(
+            &tmp,
+            &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
+        );
+        assert!(
+            wait_until(T, || read_text(&out) == text(&[("k", "0")])),
+            "{}",
+            l.log()
+        );
+        for i in 1..=20 {
+            emu.apply(
+                "default",
+                "envoy",
+                &[("k", &i.to_string()), ("big", &"x\n".repeat(i * 1000))],
+            );
+        }
+        assert!(
+            wait_until(T, || read_snapshot(&out).get("k").map(|v| v.as_slice())
+                == Some(b"20")),
+            "{:?}: {}",
+            chunking,
+            l.log()
+        );
+        assert_eq!(read_snapshot(&out)["big"].len(), 40_000);
+    }
+}
+
+#[test]
+fn a_new_token_is_read_after_a_401() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "1")]);
+    let tmp = TempDir::new("token");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = Loader::start(
+        &tmp,
+        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
+    );
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("k", "1")])),
+        "{}",
+        l.log()
+    );
+    // the old token is revoked and the kubelet writes a new one (symlink swap, like its volumes)
+    emu.set_tokens(&["rotated-token"]);
+    emu.drop_watches();
+    assert!(l.wait_log("401", T), "{}", l.log());
+    let newfile = tmp.join("token.new");
+    std::fs::write(&newfile, "rotated-token\n").unwrap();
+    std::fs::rename(&newfile, &token).unwrap();
+    emu.apply("default", "envoy", &[("k", "2")]);
+    assert!(
+        wait_until(Duration::from_secs(15), || read_text(&out)
+            == text(&[("k", "2")])),
+        "{}",
+        l.log()
+    );
+    assert!(!l.log().contains("rotated-token") && !l.log().contains(TOKEN));
+}
+
+#[test]
+fn kill_9_then_restart_converges_and_sweeps() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("kill");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let args = watch_args(&emu.url(), &token, &out, &["envoy"]);
+    let mut rng = 0x2545_f491u64;
+    for round in 1..=5 {
+        let mut l = Loader::start(&tmp, &strs(&args));
+        // a burst of updates, and a kill at a pseudo-random moment inside it
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let kill_after = (rng % 40) as usize;
+        for i in 0..40 {
+            let keys: Vec<(String, String)> = (0..(i % 5 + 1))
+                .map(|k| (format!("f{k}"), format!("{round}-{i}")))
+                .collect();
+            let pairs: Vec<(&str, &str)> =
+                keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            emu.apply("default", "envoy", &pairs);
+            if i == kill_after {
+                l.kill9();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        l.kill9();
+        if data_target(&out).is_some() {
+            assert_consistent(&out);
+            // every key of one update carries the same value: a mix of two updates would not
+            let snap = read_text(&out);
+            let values: std::collections::BTreeSet<&String> = snap.values().collect();
+            assert_eq!(
+                values.len(),
+                1,
+                "round {round}: one snapshot, not a mix: {snap:?}"
+            );
+        }
+    }
+    // a final run converges to the API server's state and leaves no leftovers
+    emu.apply("default", "envoy", &[("final", "yes")]);
+    let l = Loader::start(&tmp, &strs(&args));
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("final", "yes")])),
+        "{}",
+        l.log()
+    );
+    assert_consistent(&out);
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("..2")).count(),
+        1,
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n == "..data_tmp"), "{names:?}");
+}
+
+#[test]
+fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("good", "1")]);
+    let tmp = TempDir::new("hostile");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = Loader::start(
+        &tmp,
+        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
+    );
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("good", "1")])),
+        "{}",
+        l.log()
+    );
+    let long = "k".repeat(300);
+    let hostile = [
+        r#"{"data":{"good":"2","../x":"evil"}}"#.to_string(),
+        r#"{"data":{"good":"2","..data":"evil"}}"#.to_string(),
+        r#"{"data":{"good":"2","a/b":"evil"}}"#.to_string(),
+        r#"{"data":{"good":"2",".":"evil"}}"#.to_string(),
+        r#"{"data":{"good":"2","":"evil"}}"#.to_string(),
+        format!(r#"{{"data":{{"good":"2","{long}":"evil"}}}}"#),
+        r#"{"data":{"good":"2","good":"evil"}}"#.to_string(),
+        r#"{"data":{"good":"2","/etc/x":"evil"}}"#.to_string(),
+    ];
+    for (i, raw) in hostile.iter().enumerate() {
+        let errors = l.log().matches("level=error").count();
+        emu.apply_raw("default", "envoy", &format!(r#"{{"kind":"ConfigMap","apiVersion":"v1","metadata":{{"name":"envoy","namespace":"default"}},{}"#, &raw[1..]));
+        assert!(
+            wait_until(T, || l.log().matches("level=error").count() > errors),
+            "case {i}: {}",
+            l.log()
+        );
+        assert_eq!(
+            read_text(&out),
+            text(&[("good", "1")]),
+            "case {i}: last files stay"
+        );
+        assert_consistent(&out);
+    }
+    let log = l.log();
+    assert!(log.contains("configmap default/envoy: refused"), "{log}");
+    assert!(!tmp.join("x").exists() && !tmp.path().parent().unwrap().join("x").exists());
+    // the next good update is applied
+    emu.apply("default", "envoy", &[("good", "3")]);
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("good", "3")])),
+        "{}",
+        l.log()
+    );
+}
+
+#[test]
+fn dry_run_prints_and_touches_nothing() {
+    let emu = emu();
+    emu.apply(
+        "default",
+        "envoy",
+        &[("lds.yaml", "listeners: 1\n"), ("x", "no newline")],
+    );
+    let tmp = TempDir::new("dry");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut a = api_args(&emu.url(), &token);
+    a.extend(
+        [
+            "-configmap",
+            "envoy",
+            "-namespace",
+            "default",
+            "-onetime",
+            "-dry-run",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    let mut l = Loader::start(&tmp, &strs(&a));
+    assert!(l.wait(T).unwrap().success(), "{}", l.log());
+    assert_eq!(
+        l.stdout(),
+        "==> lds.yaml (13 bytes) <==\nlisteners: 1\n==> x (10 bytes) <==\nno newline\n"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn plain_http_like_kubectl_proxy() {
+    let emu = Emulator::start(Options {
+        tls: false,
+        ..Options::default()
+    });
+    emu.apply("default", "envoy", &[("k", "v")]);
+    let tmp = TempDir::new("http");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut a = api_args(&emu.url(), &token);
+    assert!(emu.url().starts_with("http://"));
+    a.extend(
+        [
+            "-configmap",
+            "envoy",
+            "-namespace",
+            "default",
+            "-onetime",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    let mut l = Loader::start(&tmp, &strs(&a));
+    assert!(l.wait(T).unwrap().success(), "{}", l.log());
+    assert_eq!(read_text(&out), text(&[("k", "v")]));
+}
+
+#[test]
+fn sigterm_exits_0_promptly() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "v")]);
+    let tmp = TempDir::new("sigterm");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    for sig in ["TERM", "INT"] {
+        let mut l = Loader::start(
+            &tmp,
+            &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
+        );
+        // handlers are installed before the "starting" line
+        assert!(l.wait_log("msg=\"starting\"", T), "{}", l.log());
+        assert!(
+            wait_until(T, || read_text(&out) == text(&[("k", "v")])),
+            "{}",
+            l.log()
+        );
+        assert!(wait_until(T, || emu.open_watches() >= 1));
+        let t0 = Instant::now();
+        l.signal(sig);
+        let status = l.wait(Duration::from_secs(2)).expect("exits promptly");
+        assert_eq!(status.code(), Some(0), "SIG{sig}: {}", l.log());
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(l.log().contains("msg=\"stopping\""), "{}", l.log());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_name_the_flag() {
+    let tmp = TempDir::new("usage");
+    for (args, want) in [
+        (vec!["-bogus"], "-bogus"),
+        (vec!["-configmap"], "-configmap"),
+        (
+            vec![
+                "-configmap",
+                "x",
+                "-namespace",
+                "n",
+                "-sync-interval",
+                "soon",
+            ],
+            "-sync-interval",
+        ),
+    ] {
+        let mut l = Loader::start(&tmp, &args);
+        assert_eq!(l.wait(T).unwrap().code(), Some(2));
+        assert!(l.log().contains(want), "{}", l.log());
+    }
+    let mut l = Loader::start(&tmp, &["-h"]);
+    assert_eq!(l.wait(T).unwrap().code(), Some(0));
+    assert!(l.stdout().contains("-configmap NAME"));
+}
+
+#[test]
+fn poll_mode_rewrites_only_on_change() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "1")]);
+    let tmp = TempDir::new("poll");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut a = api_args(&emu.url(), &token);
+    a.extend(
+        [
+            "-configmap",
+            "envoy",
+            "-namespace",
+            "default",
+            "-sync-interval",
+            "200ms",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    let l = Loader::start(&tmp, &strs(&a));
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("k", "1")])),
+        "{}",
+        l.log()
+    );
+    let before = data_target(&out);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(data_target(&out), before, "unchanged polls write nothing");
+    assert_eq!(l.log().matches("snapshot written").count(), 1);
+    emu.apply("default", "envoy", &[("k", "2")]);
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("k", "2")])),
+        "{}",
+        l.log()
+    );
+}
