@@ -8,7 +8,6 @@ use envoy_xds_configmap_loader::health::METRICS;
 use envoy_xds_configmap_loader::{health, log, signal, sync};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::Duration;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -51,7 +50,7 @@ fn main() {
 
     announce(&cfg);
     let names: Vec<String> = cfg.objects.iter().map(|o| o.to_string()).collect();
-    METRICS.init(&names, stall_bound(&cfg));
+    METRICS.init(&names, sync::stall_bound(&cfg));
     if let Some(addr) = &cfg.listen {
         match health::serve(addr) {
             Ok(local) => log::info("serving /readyz /healthz /metrics", &[("addr", &local)]),
@@ -80,18 +79,6 @@ fn main() {
             std::process::exit(0);
         }
         Err(_) => std::process::exit(1),
-    }
-}
-
-/// How long an object may go without progress (an event, a bookmark, a successful list or
-/// re-watch) before /healthz fails: a watch lasts at most twice -watch-timeout plus the
-/// read margin; a poll comes every -sync-interval; both plus room for the 30 s backoff cap.
-fn stall_bound(cfg: &cli::Config) -> Duration {
-    let slack = Duration::from_secs(60);
-    match cfg.mode {
-        Mode::Watch => cfg.watch_timeout * 2 + cfg.watch_timeout / 10 + slack,
-        Mode::Poll => cfg.sync_interval * 2 + slack,
-        Mode::OneTime => Duration::from_secs(u64::MAX / 4),
     }
 }
 

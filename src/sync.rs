@@ -308,18 +308,14 @@ fn reflect(
                 timeout = timeout.min(t.saturating_duration_since(Instant::now()));
             }
             let timeout_secs = timeout.as_secs().max(1);
-            let read_timeout = Duration::from_secs(timeout_secs)
-                + (watch_timeout / 10).clamp(Duration::from_secs(2), Duration::from_secs(30));
+            let read_timeout = Duration::from_secs(timeout_secs) + read_margin(watch_timeout);
             let started = Instant::now();
             watches += 1;
             if watches > 1 {
                 METRICS.watch_restart();
             }
             let mut w = match client.watch(&obj, &version, timeout_secs, read_timeout) {
-                Ok(w) => {
-                    METRICS.progress(idx);
-                    w
-                }
+                Ok(w) => w,
                 Err(e) if e.is_gone() => {
                     log::info(
                         &format!("{obj}: watch: too old resource version; relisting"),
@@ -379,7 +375,9 @@ fn reflect(
                 backoff.reset();
             }
             match ended {
-                Ok(()) if events > 0 || lasted >= Duration::from_secs(1) => {}
+                // A watch that ran its course is progress even on a quiet cluster; one that
+                // merely started (perhaps on a dead connection) is not.
+                Ok(()) if events > 0 || lasted >= Duration::from_secs(1) => METRICS.progress(idx),
                 Ok(()) => pause(
                     &obj,
                     "watch",
@@ -389,6 +387,26 @@ fn reflect(
                 Err(e) => pause(&obj, "watch", &e, &mut backoff),
             }
         }
+    }
+}
+
+/// How much longer than the server-side watch timeout the client waits for a byte.
+pub fn read_margin(watch_timeout: Duration) -> Duration {
+    (watch_timeout / 10).clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+/// How long an object may go without progress (an event, a bookmark, a list, a watch that
+/// ran its course) before /healthz fails: a watch lasts at most twice `-watch-timeout` plus
+/// the read margin; a poll comes every `-sync-interval`; plus slack for the backoff.
+pub fn stall_bound(cfg: &Config) -> Duration {
+    match cfg.mode {
+        Mode::Watch => {
+            cfg.watch_timeout * 2
+                + read_margin(cfg.watch_timeout)
+                + cfg.watch_timeout.min(Duration::from_secs(60))
+        }
+        Mode::Poll => cfg.sync_interval * 2 + Duration::from_secs(60),
+        Mode::OneTime => Duration::from_secs(u64::MAX / 4),
     }
 }
 

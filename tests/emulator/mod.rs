@@ -500,6 +500,14 @@ impl Emulator {
     }
 
     /// An unrelated CA (tests/tls/other-ca.pem), for "wrong CA" tests.
+    /// The PEM of the unrelated CA behind `Fault::TlsHandshakeFailure`'s certificate, for
+    /// tests that rotate a client's CA bundle to it.
+    pub fn rogue_ca_pem() -> String {
+        let chain = tls::ROGUE_CHAIN;
+        let start = chain.rfind("-----BEGIN CERTIFICATE-----").unwrap_or(0);
+        chain[start..].to_string()
+    }
+
     pub fn other_ca_file() -> PathBuf {
         tls_dir().join("other-ca.pem")
     }

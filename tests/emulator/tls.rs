@@ -12,7 +12,7 @@ use rustls::ServerConfig;
 /// A server certificate for IP 127.0.0.1, ::1 and DNS localhost, kubernetes,
 /// kubernetes.default.svc, issued by a CA that appears nowhere else (CN rogue-cluster-ca),
 /// followed by that CA. Made once with openssl like tests/tls/gen.sh; its key is below.
-const ROGUE_CHAIN: &str = "\
+pub(crate) const ROGUE_CHAIN: &str = "\
 -----BEGIN CERTIFICATE-----
 MIICAjCCAaegAwIBAgIUWGoHfEEnoEqLFB0Y8T5qZpaChkQwCgYIKoZIzj0EAwIw
 GzEZMBcGA1UEAwwQcm9ndWUtY2x1c3Rlci1jYTAgFw0yNjExMjUxMzE5MzJaGA8y

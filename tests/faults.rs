@@ -1,0 +1,444 @@
+//! Faults the environment does to a sidecar, and what the loader must do: keep running,
+//! say so in one log line, keep the last complete snapshot, and converge once the fault is
+//! gone. API faults come from the emulator's switches; disk faults from a small tmpfs
+//! (root only, as in CI); health and metrics are read over `-listen`.
+
+mod common;
+#[path = "emulator/mod.rs"]
+mod emulator;
+
+use common::*;
+use emulator::{Emulator, Fault, Options};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(15);
+
+fn emu() -> Emulator {
+    Emulator::start(Options {
+        bookmark_interval: Duration::from_millis(300),
+        ..Options::default()
+    })
+}
+
+fn watch_args(emu: &Emulator, token: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a = api_args(&emu.url(), token);
+    a.extend(
+        [
+            "-configmap",
+            "envoy",
+            "-namespace",
+            "default",
+            "-watch",
+            "-watch-timeout",
+            "2s",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn start(tmp: &TempDir, args: &[String]) -> Loader {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Loader::start(tmp, &args)
+}
+
+fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
+    assert!(
+        wait_until(T, || read_text(out) == text(want)),
+        "want {want:?}, have {:?}\n{}",
+        read_text(out),
+        l.log()
+    );
+    assert_consistent(out);
+}
+
+/// GET on the loader's -listen address; (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to -listen");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// The address the loader serves on, from its log.
+fn listen_addr(l: &Loader) -> String {
+    assert!(l.wait_log("serving /readyz", T), "{}", l.log());
+    let log = l.log();
+    let line = log.lines().find(|l| l.contains("serving /readyz")).unwrap();
+    line.split("addr=").nth(1).unwrap().trim().to_string()
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    let (_, body) = get(addr, "/metrics");
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn broken_streams_never_lose_an_update() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("streams");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    converges(&l, &out, &[("k", "0")]);
+    let faults = [
+        (Fault::TruncateNextEvent, "truncated event"),
+        (Fault::GarbageNextEvent, "garbage line"),
+        (Fault::DropNextRequest, "dropped request"),
+        (
+            Fault::StallNextResponse(Duration::from_millis(1500)),
+            "stalled answer",
+        ),
+    ];
+    for (i, (fault, what)) in faults.into_iter().enumerate() {
+        assert!(wait_until(T, || emu.open_watches() >= 1), "{what}");
+        emu.set_fault(fault);
+        let v = format!("{}", i + 1);
+        emu.apply("default", "envoy", &[("k", &v)]);
+        if what == "dropped request" || what == "stalled answer" {
+            // these hit the next request: make one happen
+            emu.drop_watches();
+            emu.apply("default", "envoy", &[("k", &format!("{v}b"))]);
+            converges(&l, &out, &[("k", &format!("{v}b"))]);
+        } else {
+            converges(&l, &out, &[("k", &v)]);
+        }
+    }
+    let log = l.log();
+    assert!(log.contains("invalid json"), "garbage is named: {log}");
+    assert!(
+        log.contains("level=warn msg=\"configmap default/envoy: watch: "),
+        "{log}"
+    );
+}
+
+#[test]
+fn huge_event_lines_are_refused_with_bounded_memory() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("huge");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    converges(&l, &out, &[("k", "0")]);
+    assert!(wait_until(T, || emu.open_watches() >= 1));
+    emu.set_fault(Fault::HugeNextEvent(64 << 20));
+    emu.apply("default", "envoy", &[("k", "1")]);
+    // the 64 MiB line is refused; the re-watch gets the event at its normal size
+    converges(&l, &out, &[("k", "1")]);
+    assert!(l.log().contains("line larger than"), "{}", l.log());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", l.child.id())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        hwm_kib < 24 * 1024,
+        "peak RSS {hwm_kib} KiB for a 64 MiB line"
+    );
+}
+
+#[test]
+fn api_errors_back_off_and_recover() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("api-errors");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    converges(&l, &out, &[("k", "0")]);
+    for (i, code) in [429u16, 500, 503, 410].into_iter().enumerate() {
+        assert!(wait_until(T, || emu.open_watches() >= 1), "{code}");
+        emu.fail_next(2, code);
+        emu.drop_watches();
+        let v = format!("after-{code}");
+        emu.apply("default", "envoy", &[("k", &v)]);
+        converges(&l, &out, &[("k", &v)]);
+        let _ = i;
+    }
+    let log = l.log();
+    assert!(log.contains("api server answered 429"), "{log}");
+    assert!(log.contains("api server answered 500"), "{log}");
+    // Retry-After: 1 from the 429 was honoured (the delay is at least 1 s)
+    let line = log.lines().find(|l| l.contains("answered 429")).unwrap();
+    let secs: f64 = line
+        .split("retry_in=")
+        .nth(1)
+        .and_then(|v| v.trim().trim_end_matches('s').parse().ok())
+        .unwrap();
+    assert!(secs >= 1.0, "{line}");
+}
+
+#[test]
+fn server_restart_that_loses_history_relists_and_converges() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("restart");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    converges(&l, &out, &[("k", "0")]);
+    assert!(wait_until(T, || emu.open_watches() >= 1));
+    emu.set_down(true);
+    emu.restart();
+    emu.apply("default", "envoy", &[("k", "changed while down")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(read_text(&out), text(&[("k", "0")]), "last files stay");
+    emu.set_down(false);
+    converges(&l, &out, &[("k", "changed while down")]);
+    assert!(
+        l.log().contains("refused") || l.log().contains("connect"),
+        "{}",
+        l.log()
+    );
+}
+
+#[test]
+fn tls_failure_then_a_rotated_ca_bundle() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("tls");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    // the CA bundle as the kubelet mounts it: ca.crt -> ..data/ca.crt, swapped by rename
+    let sa = tmp.join("sa");
+    let install = |version: &str, pem: &str| {
+        let v = sa.join(version);
+        std::fs::create_dir_all(&v).unwrap();
+        std::fs::write(v.join("ca.crt"), pem).unwrap();
+        let tmp_link = sa.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp_link);
+        std::os::unix::fs::symlink(version, &tmp_link).unwrap();
+        std::fs::rename(&tmp_link, sa.join("..data")).unwrap();
+        if std::fs::symlink_metadata(sa.join("ca.crt")).is_err() {
+            std::os::unix::fs::symlink("..data/ca.crt", sa.join("ca.crt")).unwrap();
+        }
+    };
+    let old_ca = std::fs::read_to_string(Emulator::ca_file()).unwrap();
+    install("..v1", &old_ca);
+    let mut args = watch_args(&emu, &token, &out, &[]);
+    let i = args.iter().position(|a| a == "-ca-file").unwrap();
+    args[i + 1] = sa.join("ca.crt").display().to_string();
+    let l = start(&tmp, &args);
+    converges(&l, &out, &[("k", "0")]);
+
+    // the server now presents a certificate from another CA: refused, files kept
+    emu.set_fault(Fault::TlsHandshakeFailure(true));
+    emu.drop_watches();
+    emu.apply("default", "envoy", &[("k", "1")]);
+    assert!(l.wait_log("UnknownIssuer", T), "{}", l.log());
+    assert_eq!(read_text(&out), text(&[("k", "0")]));
+    // the CA bundle rotates to hold both CAs: picked up without a restart
+    install("..v2", &format!("{old_ca}{}", Emulator::rogue_ca_pem()));
+    converges(&l, &out, &[("k", "1")]);
+    emu.set_fault(Fault::TlsHandshakeFailure(false));
+}
+
+#[test]
+fn silent_connection_is_noticed_replaced_and_reported_by_healthz() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("silent");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut args = watch_args(&emu, &token, &out, &["-listen", "127.0.0.1:0"]);
+    let i = args.iter().position(|a| a == "2s").unwrap();
+    args[i] = "1s".into();
+    let l = start(&tmp, &args);
+    let addr = listen_addr(&l);
+    converges(&l, &out, &[("k", "0")]);
+    assert!(wait_until(T, || get(&addr, "/readyz").0 == 200));
+    assert_eq!(get(&addr, "/healthz"), (200, "ok\n".into()));
+
+    // every watch now opens and then says nothing, ever: a dead idle connection
+    emu.set_silent_watches(true);
+    emu.drop_watches();
+    emu.apply("default", "envoy", &[("k", "1")]);
+    let (code, why) = {
+        let mut last = (0, String::new());
+        wait_until(T, || {
+            last = get(&addr, "/healthz");
+            last.0 == 503
+        });
+        last
+    };
+    assert_eq!(code, 503, "{why}");
+    assert!(
+        why.starts_with("configmap default/envoy: no progress for"),
+        "{why}"
+    );
+    assert!(
+        l.log().contains("timed out"),
+        "the silence is noticed: {}",
+        l.log()
+    );
+    assert_eq!(read_text(&out), text(&[("k", "0")]));
+    assert_eq!(
+        get(&addr, "/readyz").0,
+        200,
+        "still ready: the files are good"
+    );
+
+    emu.set_silent_watches(false);
+    converges(&l, &out, &[("k", "1")]);
+    assert!(wait_until(T, || get(&addr, "/healthz").0 == 200));
+    assert!(metric(&addr, "envoy_xds_loader_snapshots_written_total") >= 2.0);
+    assert!(metric(&addr, "envoy_xds_loader_watch_restarts_total") >= 1.0);
+    let (_, body) = get(&addr, "/metrics");
+    assert!(
+        body.contains("envoy_xds_loader_api_requests_total{code=\"200\"}"),
+        "{body}"
+    );
+    // bad requests to the health server are answered, never fatal
+    for junk in [
+        "GARBAGE\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\n\r\n",
+        "GET /x HTTP/1.1\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(junk.as_bytes()).unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        assert!(r.starts_with("HTTP/1.1 4"), "{junk:?} -> {r}");
+    }
+    assert_eq!(get(&addr, "/healthz").0, 200);
+}
+
+/// A tmpfs of `size` mounted on `dir`, unmounted on drop; None when not root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let uid = Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            eprintln!("SKIP: disk-fault tests need root to mount a tmpfs");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "root but cannot mount a tmpfs on {}", dir.display());
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+    fn remount(&self, opt: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {opt}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_and_read_only_disks_keep_the_last_snapshot_and_retry() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("a", "small"), ("b", "small")]);
+    let tmp = TempDir::new("disk");
+    let token = write_token(&tmp, TOKEN);
+    let mnt = tmp.join("mnt");
+    let Some(fs) = Tmpfs::mount(&mnt, "256k") else {
+        return;
+    };
+    let out = mnt.join("current");
+    let l = start(
+        &tmp,
+        &watch_args(&emu, &token, &out, &["-listen", "127.0.0.1:0"]),
+    );
+    let addr = listen_addr(&l);
+    converges(&l, &out, &[("a", "small"), ("b", "small")]);
+
+    // full: a 300 KiB value cannot fit; the old snapshot stays, the partial one goes
+    let big = "x".repeat(300 << 10);
+    emu.apply("default", "envoy", &[("a", &big), ("b", "small")]);
+    assert!(l.wait_log("No space left on device", T), "{}", l.log());
+    assert_eq!(read_text(&out), text(&[("a", "small"), ("b", "small")]));
+    assert_consistent(&out);
+    let versions = || {
+        std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("..2"))
+            .count()
+    };
+    assert_eq!(versions(), 1, "the partial version was removed");
+    assert!(wait_until(T, || metric(
+        &addr,
+        "envoy_xds_loader_snapshot_errors_total{kind=\"write\"}"
+    ) >= 1.0));
+    // the next update fits again
+    emu.apply("default", "envoy", &[("a", "medium"), ("b", "small")]);
+    converges(&l, &out, &[("a", "medium"), ("b", "small")]);
+
+    // read-only: the write is retried with backoff, without a new update, once writable
+    fs.remount("ro");
+    emu.apply("default", "envoy", &[("a", "after ro"), ("b", "small")]);
+    assert!(l.wait_log("Read-only file system", T), "{}", l.log());
+    assert_eq!(read_text(&out), text(&[("a", "medium"), ("b", "small")]));
+    fs.remount("rw");
+    converges(&l, &out, &[("a", "after ro"), ("b", "small")]);
+    assert!(l.log().contains("retry_in="), "{}", l.log());
+}
+
+#[test]
+fn a_kubelet_style_token_rotation_with_the_old_token_revoked() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("token-swap");
+    let sa = tmp.join("sa");
+    std::fs::create_dir_all(sa.join("..v1")).unwrap();
+    std::fs::write(sa.join("..v1/token"), "test-token").unwrap();
+    std::os::unix::fs::symlink("..v1", sa.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/token", sa.join("token")).unwrap();
+    let out = tmp.join("out");
+    let l = start(&tmp, &watch_args(&emu, &sa.join("token"), &out, &[]));
+    converges(&l, &out, &[("k", "0")]);
+    // the kubelet writes a new token and swaps ..data; the old one is revoked
+    std::fs::create_dir_all(sa.join("..v2")).unwrap();
+    std::fs::write(sa.join("..v2/token"), "second-token").unwrap();
+    std::os::unix::fs::symlink("..v2", sa.join("..data_tmp")).unwrap();
+    std::fs::rename(sa.join("..data_tmp"), sa.join("..data")).unwrap();
+    emu.set_tokens(&["second-token"]);
+    emu.drop_watches();
+    emu.apply("default", "envoy", &[("k", "1")]);
+    converges(&l, &out, &[("k", "1")]);
+    let used: Vec<Option<String>> = emu.requests().iter().map(|r| r.token.clone()).collect();
+    assert_eq!(
+        used.last().cloned().flatten().as_deref(),
+        Some("second-token"),
+        "the new token is in use"
+    );
+    assert!(!l.log().contains("second-token"));
+}
