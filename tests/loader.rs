@@ -462,7 +462,7 @@ fn kill_9_then_restart_converges_and_sweeps() {
     let out = tmp.join("out");
     let args = watch_args(&emu.url(), &token, &out, &["envoy"]);
     let mut rng = 0x2545_f491u64;
-    for round in 1..=5 {
+    for round in 1..=15 {
         let mut l = Loader::start(&tmp, &strs(&args));
         // a burst of updates, and a kill at a pseudo-random moment inside it
         rng ^= rng << 13;
