@@ -732,3 +732,44 @@ fn poll_mode_rewrites_only_on_change() {
         l.log()
     );
 }
+
+#[test]
+fn secrets_are_decoded_and_merged_with_configmaps() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("lds.yaml", "L")]);
+    let key: Vec<u8> = vec![0x30, 0x82, 0x00, 0xff, b'\n'];
+    emu.apply_secret(
+        "default",
+        "tls",
+        &[("tls.key", &key), ("tls.crt", b"CERT\n")],
+    );
+    let tmp = TempDir::new("secret");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut a = api_args(&emu.url(), &token);
+    a.extend(
+        [
+            "-configmap",
+            "envoy",
+            "-secret",
+            "tls",
+            "-namespace",
+            "default",
+            "-onetime",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    let mut l = Loader::start(&tmp, &strs(&a));
+    assert!(l.wait(T).unwrap().success(), "{}", l.log());
+    let snap = read_snapshot(&out);
+    assert_eq!(snap["tls.key"], key);
+    assert_eq!(snap["tls.crt"], b"CERT\n");
+    assert_eq!(snap["lds.yaml"], b"L");
+    assert!(
+        emu.requests().iter().any(|r| r.path.ends_with("/secrets")),
+        "listed as a Secret"
+    );
+    assert!(!l.log().contains("CERT"), "no content in the log");
+}
