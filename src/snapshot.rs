@@ -331,10 +331,10 @@ impl Writer {
     ///    name in the way that is not our link is replaced through `..link_tmp` + rename).
     /// 6. `symlink(<version>, DIR/..data_tmp)`, `rename` over `DIR/..data`: the one atomic
     ///    switch.
-    /// 7. For each key whose bytes changed, in [`rename_order`]: `symlink("..data/KEY",
-    ///    DIR/..link_tmp)`, `rename` over `DIR/KEY` (the `IN_MOVED_TO` that plain Envoy
-    ///    `path:` subscriptions wait for). A new key whose link was already there (left by
-    ///    an interrupted write) is renamed here too, since it shows its bytes only now.
+    /// 7. For each key whose bytes changed and each new key, in [`rename_order`]:
+    ///    `symlink("..data/KEY", DIR/..link_tmp)`, `rename` over `DIR/KEY` (the
+    ///    `IN_MOVED_TO` that plain Envoy `path:` subscriptions wait for; a new key needs it
+    ///    too, since a subscription may still watch that name from an earlier snapshot).
     /// 8. Unlink the links of removed keys.
     /// 9. Remove the old version directory.
     ///
@@ -389,13 +389,14 @@ impl Writer {
             match old_files.and_then(|f| f.get(key)) {
                 None => {
                     added.push(key.clone());
-                    if ours {
-                        // A link left by an interrupted write: it shows the new bytes only
-                        // after the switch, so rename it then.
-                        post_rename.push(key);
-                    } else {
+                    if !ours {
                         pre_link.push(key);
                     }
+                    // Renamed after the switch as well: a plain `path:` subscription may
+                    // still watch this name from an earlier snapshot (a key that comes
+                    // back), and only a rename makes it read the file again. A link left
+                    // by an interrupted write gets its bytes only now, too.
+                    post_rename.push(key);
                 }
                 Some(prev) if prev != bytes => {
                     changed.push(key.clone());
@@ -404,6 +405,7 @@ impl Writer {
                 Some(_) if !ours => {
                     added.push(key.clone());
                     pre_link.push(key);
+                    post_rename.push(key);
                 }
                 Some(_) if self.resync => {
                     changed.push(key.clone());

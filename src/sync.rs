@@ -547,12 +547,25 @@ pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), String> {
     Ok(())
 }
 
-/// A sniff, not a YAML parser: a `resources` list that names a Listener or Cluster type.
+/// A sniff, not a YAML parser: a `resources` key and a Listener or Cluster type URL
+/// outside YAML comments (`#` at the start of a line or after white space).
 fn carries_listeners_or_clusters(content: &[u8]) -> bool {
-    let has = |needle: &[u8]| content.windows(needle.len()).any(|w| w == needle);
-    has(b"resources")
-        && (has(b"type.googleapis.com/envoy.config.listener.v3.Listener")
-            || has(b"type.googleapis.com/envoy.config.cluster.v3.Cluster"))
+    let (mut resources, mut typed) = (false, false);
+    for line in content.split(|b| *b == b'\n') {
+        let code = match line
+            .iter()
+            .enumerate()
+            .position(|(i, b)| *b == b'#' && (i == 0 || line[i - 1].is_ascii_whitespace()))
+        {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        let has = |needle: &[u8]| code.windows(needle.len()).any(|w| w == needle);
+        resources |= has(b"resources");
+        typed |= has(b"type.googleapis.com/envoy.config.listener.v3.Listener")
+            || has(b"type.googleapis.com/envoy.config.cluster.v3.Cluster");
+    }
+    resources && typed
 }
 
 fn print_dry_run(files: &Files) {
@@ -634,6 +647,11 @@ mod tests {
             ),
             (&[("cds.yaml", cds)], None), // a removed key is not an emptied one
             (&[("lds.yaml", lds), ("cds.yaml", cds), ("other", "")], None),
+            // a commented-out resource is no resource
+            (&[("lds.yaml", "resources: []\n# - \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n"), ("cds.yaml", cds)], Some("lds.yaml")),
+            (&[("lds.yaml", "resources: [] # \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n"), ("cds.yaml", cds)], Some("lds.yaml")),
+            // JSON is fine too
+            (&[("lds.yaml", "{\"resources\":[{\"@type\":\"type.googleapis.com/envoy.config.listener.v3.Listener\",\"name\":\"l#1\"}]}"), ("cds.yaml", cds)], None),
         ];
         for (next, want) in table {
             let r = guard_empty_resources(&last, &files(next));

@@ -152,18 +152,19 @@ fn flips(style: Style) {
         assert_eq!(d("cluster_manager.cds.update_attempt"), 0);
     }
     // The loader wrote once per flip and changed only rds.yaml.
-    let log = rig.loader.log();
-    let written: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("msg=\"snapshot written\""))
-        .skip(writes)
-        .collect();
-    assert_eq!(written.len(), FLIPS, "{log}");
+    assert!(
+        wait_until(T, || rig.writes() >= writes + FLIPS),
+        "{}",
+        rig.diag()
+    );
+    let written = rig.written_since(writes);
+    assert_eq!(written.len(), FLIPS, "{}", rig.loader.log());
     assert!(
         written.iter().all(|l| l.contains(" changed=rds.yaml ")
             && l.contains(" added=\"\" ")
             && l.contains(" removed=\"\" ")),
-        "{log}"
+        "{}",
+        rig.loader.log()
     );
 
     let (median, worst) = median_worst(&latencies);
@@ -240,7 +241,7 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
             "{}",
             rig.diag()
         );
-        let written = rig.written_since(writes);
+        let written = rig.wait_written(writes);
         assert_eq!(written.len(), 1, "one snapshot: {}", rig.diag());
         assert!(
             written[0].contains(" added=eds-extra.yaml ")
@@ -253,16 +254,25 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
         report(
             &format!("3 new cluster {}", style.key()),
             format!(
-                "scenario 3, new EDS file + cluster + route in one update ({}): requests sent {}, failed {}; served by `extra` {:.1} ms after the update; cds.update_rejected +0",
+                "scenario 3, new EDS file + cluster + route in one update ({}): requests sent {}, failed {}{}; served by `extra` {:.1} ms after the update; cds.update_rejected +0",
                 style.name(),
                 c3.sent,
                 c3.failed,
+                if c3.failed > 0 {
+                    format!(
+                        " (503, http.ingress.no_cluster +{}: the route was in service before the new cluster)",
+                        delta(&before, &rig.envoy.stats(), "http.ingress.no_cluster")
+                    )
+                } else {
+                    String::new()
+                },
                 ms(took)
             ),
         );
         // Envoy handles the CDS and RDS reloads in no guaranteed order, so a request may
         // meet the route before the cluster (503 "no cluster"): reported, and it must end.
         assert!(c3.failures.iter().all(|f| f.starts_with("503")), "{c3:?}");
+        assert_eq!(c3.stragglers, 0, "{c3:?}");
 
         // 4a. Route away from `extra` (one file), then drop its cluster and its EDS key.
         traffic.expect("blue");
@@ -303,9 +313,10 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
             "{}",
             rig.diag()
         );
-        assert_eq!(rig.written_since(n).len(), 1);
+        let written = rig.wait_written(n);
+        assert_eq!(written.len(), 1, "{}", rig.diag());
         assert!(
-            rig.written_since(n)[0].contains(" removed=eds-green.yaml "),
+            written[0].contains(" removed=eds-green.yaml "),
             "{}",
             rig.diag()
         );
@@ -344,12 +355,10 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
 /// Scenario 4, continued: a key removed while Envoy still reads it comes back with other
 /// content (cluster green now pointing at the extra backend); Envoy must read it.
 ///
-/// Ignored: with a plain `path:` the returning key's link is created by `symlink()`
-/// (IN_CREATE), not by a rename (IN_MOVED_TO), so Envoy's subscription never reloads it and
-/// keeps the old endpoints. Fixed when src/snapshot.rs also renames the link of a new key
-/// after the switch.
+/// Regression: with a plain `path:` a returning key whose link were only created by
+/// `symlink()` (IN_CREATE) would never be reloaded; the writer renames a new key's link
+/// after the switch too (IN_MOVED_TO).
 #[test]
-#[ignore = "plain path: a key that comes back is linked by symlink(), which Envoy does not see"]
 fn a_key_that_comes_back_is_read_again() {
     let Some(bin) = envoy_bin("a key that comes back") else {
         return;
@@ -470,6 +479,9 @@ fn broken_yaml_keeps_envoys_config_and_the_next_update_applies() {
         assert_eq!(num(&s, "listener_manager.total_listeners_active"), 1);
         assert!(running(&mut rig.loader), "{}", rig.diag());
         assert!(rig.envoy.alive());
+        let broken = traffic.take();
+        assert_eq!(broken.failed, 0, "{style:?}: {broken:?}");
+        assert_eq!(broken.per("green"), 0, "the old route serves: {broken:?}");
 
         // The next good update is applied.
         traffic.expect("green");
@@ -492,8 +504,8 @@ fn broken_yaml_keeps_envoys_config_and_the_next_update_applies() {
             format!(
                 "scenario 5, broken YAML in rds.yaml ({}): requests sent {}, failed {}; rds update_failure +{}, version_text kept; next good update served after {:.1} ms",
                 style.name(),
-                c.sent,
-                c.failed,
+                broken.sent + c.sent,
+                broken.failed + c.failed,
                 delta(&before, &s, "http.ingress.rds.canary.update_failure"),
                 ms(took)
             ),
@@ -883,6 +895,17 @@ impl Rig {
         self.written_since(0).len()
     }
 
+    /// Waits for the watcher's next "snapshot written" line(s); returns those after the
+    /// first `n`.
+    fn wait_written(&self, n: usize) -> Vec<String> {
+        assert!(
+            wait_until(T, || self.writes() > n),
+            "the loader writes: {}",
+            self.diag()
+        );
+        self.written_since(n)
+    }
+
     /// The watcher's "snapshot written" lines after the first `n`.
     fn written_since(&self, n: usize) -> Vec<String> {
         self.loader
@@ -982,7 +1005,9 @@ fn envoy_bin(test: &str) -> Option<PathBuf> {
         "{test}: no Envoy at {} and REQUIRE_ENVOY is set: run scripts/test.sh (it installs Envoy 1.40 with scripts/install-envoy.sh and sets ENVOY_BIN)",
         path.display()
     );
-    eprintln!(
+    // Written to the process's stderr directly: the test harness captures eprintln!.
+    let _ = writeln!(
+        std::io::stderr(),
         "skipped {test}: no Envoy at {} (scripts/test.sh installs it; or set ENVOY_BIN)",
         path.display()
     );
