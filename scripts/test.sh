@@ -18,4 +18,7 @@ fi
 
 # Every test; REQUIRE_ENVOY turns a missing Envoy into a failure instead of a skip.
 REQUIRE_ENVOY=1 cargo test --all-targets
+
+echo "== what Envoy did (tests/envoy_e2e.rs)"
+cat target/envoy-e2e-report.txt
 echo "scripts/test.sh: all tests passed in $(( $(date +%s) - started ))s"

