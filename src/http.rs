@@ -312,7 +312,7 @@ pub fn framing(head: &Head, request_was_head: bool) -> Result<Framing, Error> {
             }
             _ => Err(Error::Malformed(format!(
                 "unsupported transfer-encoding {:?}",
-                codings.join(", ")
+                codings.join(", ").chars().take(100).collect::<String>()
             ))),
         };
     }

@@ -20,6 +20,10 @@ use std::fmt;
 /// Deepest nesting of arrays and objects accepted: a document with `MAX_DEPTH` nested
 /// containers parses, one more level is an error.
 pub const MAX_DEPTH: usize = 128;
+/// The most values (scalars and containers) one document may hold. A tree costs tens of
+/// bytes per value, so this bounds what a hostile server can make the reader allocate
+/// (about 20 MiB) far above any real object (a ConfigMap of 10,000 keys holds ~10,000).
+pub const MAX_VALUES: usize = 1 << 18;
 
 /// A parsed JSON value that borrows from the input.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +122,7 @@ const EXPECTED_ARRAY_NEXT: &str = "expected ',' or ']' after an array element";
 const EXPECTED_OBJECT_NEXT: &str = "expected ',' or '}' after an object member";
 const TRAILING: &str = "trailing characters after the value";
 const TOO_DEEP: &str = "nesting deeper than 128 arrays and objects";
+const TOO_MANY: &str = "more than 262144 values";
 const INVALID_LITERAL: &str = "invalid literal";
 const LEADING_ZERO: &str = "leading zero in number";
 const EXPECTED_DIGIT: &str = "expected a digit in number";
@@ -207,8 +212,13 @@ impl<'a> Parser<'a> {
     /// Reads one value with an explicit stack of open containers.
     fn parse_value(&mut self) -> Result<Value<'a>, Error> {
         let mut stack: Vec<Frame<'a>> = Vec::new();
+        let mut values = 0usize;
         'value: loop {
             self.skip_ws();
+            values += 1;
+            if values > MAX_VALUES {
+                return Err(self.error(self.pos, TOO_MANY));
+            }
             let mut value = match self.peek() {
                 None => return Err(self.error(self.input.len(), EOF)),
                 Some(b'[') => {
@@ -278,6 +288,9 @@ impl<'a> Parser<'a> {
                             }
                             Some(b']') => {
                                 self.bump();
+                                // Growth slack would make a tree of tiny containers tens of
+                                // times larger than its input.
+                                items.shrink_to_fit();
                                 value = Value::Array(items);
                             }
                             _ => return Err(self.unexpected(EXPECTED_ARRAY_NEXT)),
@@ -298,6 +311,7 @@ impl<'a> Parser<'a> {
                             }
                             Some(b'}') => {
                                 self.bump();
+                                members.shrink_to_fit();
                                 value = Value::Object(members);
                             }
                             _ => return Err(self.unexpected(EXPECTED_OBJECT_NEXT)),
@@ -575,6 +589,15 @@ mod tests {
         doc.push_str("{}");
         doc.push_str(&"}".repeat(depth - 1));
         doc
+    }
+
+    #[test]
+    fn value_count_is_bounded() {
+        let many = |n: usize| format!("[{}0]", "0,".repeat(n - 2));
+        assert!(parse(many(MAX_VALUES).as_bytes()).is_ok());
+        let e = parse(many(MAX_VALUES + 1).as_bytes()).unwrap_err();
+        assert_eq!(e.reason, "more than 262144 values");
+        assert_eq!(e.offset, 1 + 2 * (MAX_VALUES - 1));
     }
 
     #[test]
