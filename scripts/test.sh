@@ -21,4 +21,9 @@ REQUIRE_ENVOY=1 cargo test --all-targets
 
 echo "== what Envoy did (tests/envoy_e2e.rs)"
 cat target/envoy-e2e-report.txt
+
+echo "== the artifact: static binary, FROM-scratch image, Kubernetes manifests"
+scripts/build-static.sh
+scripts/test-image.sh
+scripts/test-manifests.sh
 echo "scripts/test.sh: all tests passed in $(( $(date +%s) - started ))s"

@@ -1,0 +1,429 @@
+#!/usr/bin/env bash
+# Tests the Kubernetes manifests: tests/k8s/{rbac,configmaps,deployment,
+# deployment-native-sidecar}.yaml and the README section "## Kubernetes" that shows them.
+#
+#  1. The README section's ```yaml blocks are, in order, byte for byte those four files.
+#  2. Every object validates against the Kubernetes OpenAPI schemas of 1.29 up to the newest
+#     the validator carries, in strict mode (unknown fields rejected), offline, with the
+#     PyPI package kubernetes-validate (installed into target/k8s-validate, a venv).
+#  3. What the schemas cannot see, checked as the API server and the kubelet would: names,
+#     quantities, no namespace anywhere, selector vs. template labels, volumes and mounts,
+#     probes (startup probes only where allowed), the restricted security context, the
+#     RBAC objects against the ConfigMap names the loader is given.
+#  4. Every loader command line, exactly as written, passes the real loader's flag parser,
+#     and behaves (run with the output dir and -listen moved to a temporary place): -onetime
+#     fails fast on a refused API connection; -watch keeps running, its probe endpoints
+#     answer (/readyz 503 with no snapshot yet, /healthz 200), and SIGTERM ends it with 0.
+#  5. The Envoy configuration (bootstrap + the xDS ConfigMap) and the Envoy container's
+#     command line load into a real Envoy 1.40 (scripts/install-envoy.sh): the listener,
+#     both clusters and the route are accepted.
+#
+# README_FILE=path checks another Markdown file instead of README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+README_FILE=${README_FILE:-README.md}
+KV_VERSION=1.37.0
+venv=target/k8s-validate
+
+if ! "$venv/bin/python" -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
+  echo "test-manifests: installing kubernetes-validate $KV_VERSION into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+fi
+
+cargo build --quiet --bin envoy-xds-configmap-loader
+loader=target/debug/envoy-xds-configmap-loader
+envoy=${ENVOY_BIN:-}
+if [ -z "$envoy" ]; then
+  envoy=$(scripts/install-envoy.sh | tail -n 1)
+fi
+
+exec "$venv/bin/python" - "$README_FILE" tests/k8s "$loader" "$envoy" <<'EOF'
+import os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+
+import kubernetes_validate
+import kubernetes_validate.utils as kvu
+import yaml
+
+readme, k8s_dir, loader, envoy = sys.argv[1:5]
+FILES = ["rbac.yaml", "configmaps.yaml", "deployment.yaml", "deployment-native-sidecar.yaml"]
+MIN_VERSION = (1, 29)
+errors = []
+
+
+def error(msg):
+    errors.append(msg)
+    print("test-manifests: FAIL:", msg, file=sys.stderr)
+
+
+def info(msg):
+    print("test-manifests:", msg)
+
+
+# 1. README section == files.
+text = open(readme, encoding="utf-8").read()
+m = re.search(r"^## Kubernetes\b.*?(?=^## |\Z)", text, re.M | re.S)
+if not m:
+    error(f"{readme}: no section '## Kubernetes'")
+    blocks = []
+else:
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", m.group(0), re.M | re.S)
+contents = {f: open(os.path.join(k8s_dir, f), encoding="utf-8").read() for f in FILES}
+if m and len(blocks) != len(FILES):
+    error(f"{readme}: the Kubernetes section has {len(blocks)} yaml blocks, want {len(FILES)} ({', '.join(FILES)})")
+for f, b in zip(FILES, blocks):
+    if b != contents[f]:
+        ra, rb = contents[f].splitlines(), b.splitlines()
+        line = next((i + 1 for i, (x, y) in enumerate(zip(ra, rb)) if x != y), min(len(ra), len(rb)) + 1)
+        error(f"{readme}: the yaml block for {f} differs from tests/k8s/{f} (first at line {line} of the file)")
+if m and not errors:
+    info(f"{readme}: the {len(FILES)} yaml blocks equal tests/k8s/*.yaml")
+
+docs = {f: [d for d in yaml.safe_load_all(contents[f]) if d] for f in FILES}
+
+# 2. Schemas, strict, every version from 1.29 on.
+versions = sorted({kvu.major_minor(v) for v in kvu.all_versions()}, key=lambda v: tuple(map(int, v.split("."))))
+versions = [v for v in versions if tuple(map(int, v.split("."))) >= MIN_VERSION]
+for v in versions:
+    for f in FILES:
+        for d in docs[f]:
+            try:
+                kubernetes_validate.validate(d, v + ".0", strict=True)
+            except kubernetes_validate.ValidationError as e:
+                path = ".".join(str(p) for p in e.path)
+                error(f"{f}: {d['kind']}/{d['metadata']['name']} against {v}: {path}: {e.message}")
+            except Exception as e:  # a schema missing for a kind is a failure too
+                error(f"{f}: {d['kind']}/{d['metadata']['name']} against {v}: {getattr(e, 'message', e)}")
+info(f"schemas (strict): {sum(len(x) for x in docs.values())} objects against Kubernetes {versions[0]} to {versions[-1]}")
+
+# 3. What the schemas do not check.
+SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PORT_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+QUANTITY = re.compile(r"^([+-]?[0-9.]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+)?$")
+
+
+def walk(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path + "." + str(k), k, v
+            yield from walk(v, path + "." + str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, f"{path}[{i}]")
+
+
+objects = {(d["kind"], d["metadata"]["name"]): (f, d) for f in FILES for d in docs[f]}
+for f in FILES:
+    for d in docs[f]:
+        name = f"{f}: {d['kind']}/{d['metadata']['name']}"
+        if len(d["metadata"]["name"]) > 253 or not SUBDOMAIN.match(d["metadata"]["name"]):
+            error(f"{name}: bad name")
+        for path, k, v in walk(d):
+            if k == "namespace" and not path.endswith(".fieldRef.fieldPath"):
+                error(f"{name}: {path}: no namespace may be written (kubectl apply -n decides)")
+            if k in ("cpu", "memory") and ".resources." in path and not (isinstance(v, str) and QUANTITY.match(v)):
+                error(f"{name}: {path}: bad quantity {v!r}")
+
+sa = [d for (k, _), (_, d) in objects.items() if k == "ServiceAccount"]
+roles = [d for (k, _), (_, d) in objects.items() if k == "Role"]
+bindings = [d for (k, _), (_, d) in objects.items() if k == "RoleBinding"]
+configmaps = {n for (k, n) in objects if k == "ConfigMap"}
+allowed, sa_name = set(), None
+if len(sa) != 1 or len(roles) != 1 or len(bindings) != 1:
+    error("rbac.yaml: want one ServiceAccount, one Role, one RoleBinding")
+else:
+    sa, role, rb = sa[0], roles[0], bindings[0]
+    sa_name = sa["metadata"]["name"]
+    if rb["roleRef"] != {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}:
+        error(f"rbac.yaml: the RoleBinding's roleRef {rb['roleRef']} is not the Role")
+    if rb["subjects"] != [{"kind": "ServiceAccount", "name": sa["metadata"]["name"]}]:
+        error(f"rbac.yaml: the RoleBinding's subjects {rb['subjects']} are not the ServiceAccount alone")
+    for rule in role["rules"]:
+        if rule.get("apiGroups") != [""] or rule.get("resources") != ["configmaps"]:
+            error(f"rbac.yaml: a rule on something else than core configmaps: {rule}")
+        if sorted(rule.get("verbs", [])) != ["get", "list", "watch"]:
+            error(f"rbac.yaml: verbs {rule.get('verbs')}, want exactly get, list, watch")
+        if not rule.get("resourceNames"):
+            error("rbac.yaml: the rule has no resourceNames")
+    allowed = {n for rule in role["rules"] for n in rule.get("resourceNames", [])}
+
+
+def loader_args(c):
+    return c.get("args", []) if "envoy-xds-configmap-loader" in c.get("image", "") else None
+
+
+def flag_values(args, flag):
+    out, it = [], iter(args)
+    for a in it:
+        for p in ("-" + flag, "--" + flag):
+            if a == p:
+                out.append(next(it, ""))
+            elif a.startswith(p + "="):
+                out.append(a[len(p) + 1:])
+    return out
+
+
+deployments = {f: d for f in FILES for d in docs[f] if d["kind"] == "Deployment"}
+if sorted(deployments) != ["deployment-native-sidecar.yaml", "deployment.yaml"]:
+    error("want one Deployment in each of deployment.yaml and deployment-native-sidecar.yaml")
+loader_runs = []
+envoy_runs = []
+for f, d in deployments.items():
+    name = f"{f}: Deployment/{d['metadata']['name']}"
+    spec, pod = d["spec"], d["spec"]["template"]["spec"]
+    tlabels = d["spec"]["template"]["metadata"].get("labels", {})
+    if not spec["selector"].get("matchLabels") or any(tlabels.get(k) != v for k, v in spec["selector"]["matchLabels"].items()):
+        error(f"{name}: the selector does not match the template labels")
+    if pod.get("serviceAccountName") != sa_name:
+        error(f"{name}: serviceAccountName is not {sa_name}")
+    psc = pod.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        error(f"{name}: the pod must run as non-root with the RuntimeDefault seccomp profile")
+    if pod.get("automountServiceAccountToken") is not False:
+        error(f"{name}: the token must be mounted into the loader containers only")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    if len(volumes) != len(pod.get("volumes", [])):
+        error(f"{name}: duplicate volume names")
+    inits, mains = pod.get("initContainers", []), pod["containers"]
+    names = [c["name"] for c in inits + mains]
+    if len(set(names)) != len(names):
+        error(f"{name}: duplicate container names {names}")
+    used = set()
+    for c in inits + mains:
+        cn = f"{name}: container {c['name']}"
+        if not LABEL.match(c["name"]):
+            error(f"{cn}: bad name")
+        sidecar = c in inits and c.get("restartPolicy") == "Always"
+        if c in inits and not sidecar:
+            for p in ("startupProbe", "readinessProbe", "livenessProbe", "lifecycle"):
+                if p in c:
+                    error(f"{cn}: {p} is not allowed on an init container without restartPolicy: Always")
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
+        for p in c.get("ports", []):
+            if "name" in p and not PORT_NAME.match(p["name"]):
+                error(f"{cn}: bad port name {p['name']}")
+        probes = {}  # probe -> (port number, http path or None)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            handler = c.get(probe, {}).get("tcpSocket") or c.get(probe, {}).get("httpGet")
+            if not handler:
+                continue
+            port = handler.get("port")
+            if isinstance(port, str):
+                if port not in ports:
+                    error(f"{cn}: {probe} names the port {port!r}, which the container does not declare")
+                    continue
+                port = ports[port]
+            probes[probe] = (port, handler.get("path"))
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False or sc.get("readOnlyRootFilesystem") is not True \
+                or sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+            error(f"{cn}: want allowPrivilegeEscalation false, readOnlyRootFilesystem true, capabilities drop [ALL]")
+        req = c.get("resources", {}).get("requests", {})
+        if "cpu" not in req or "memory" not in req:
+            error(f"{cn}: no cpu and memory requests")
+        paths = [vm["mountPath"] for vm in c.get("volumeMounts", [])]
+        if len(set(paths)) != len(paths):
+            error(f"{cn}: duplicate mount paths")
+        mounts = {vm["mountPath"]: vm for vm in c.get("volumeMounts", [])}
+        for vm in c.get("volumeMounts", []):
+            if vm["name"] not in volumes:
+                error(f"{cn}: mounts the undefined volume {vm['name']}")
+            used.add(vm["name"])
+        args = loader_args(c)
+        if args is not None:
+            mode = "onetime" if "-onetime" in args else "watch" if "-watch" in args else None
+            if c in inits and not sidecar and mode != "onetime":
+                error(f"{cn}: a plain init container must run -onetime")
+            if (sidecar or c in mains) and mode != "watch":
+                error(f"{cn}: a loader sidecar must run -watch")
+            env = {e["name"]: e for e in c.get("env", [])}
+            if env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.namespace":
+                error(f"{cn}: POD_NAMESPACE must come from the downward API (metadata.namespace)")
+            sa_mount = mounts.get("/var/run/secrets/kubernetes.io/serviceaccount")
+            if not sa_mount or not sa_mount.get("readOnly"):
+                error(f"{cn}: no read-only service-account mount")
+            out = (flag_values(args, "output-dir") or ["/srv/runtime/current"])[-1]
+            if not any(out.startswith(p.rstrip("/") + "/") for p, vm in mounts.items() if not vm.get("readOnly")):
+                error(f"{cn}: the output dir {out} is not on a writable volume")
+            for cm in flag_values(args, "configmap"):
+                if cm not in allowed:
+                    error(f"{cn}: -configmap {cm} is not in the Role's resourceNames {sorted(allowed)}")
+                if cm not in configmaps:
+                    error(f"{cn}: -configmap {cm} is not in configmaps.yaml")
+            if flag_values(args, "secret"):
+                error(f"{cn}: the Role allows no Secret")
+            listen = flag_values(args, "listen")
+            for probe, (port, path) in probes.items():
+                if not listen or not listen[-1].endswith(f":{port}"):
+                    error(f"{cn}: {probe} asks port {port}, but the loader listens on {listen or 'nothing'}")
+                if path not in ("/readyz", "/healthz"):
+                    error(f"{cn}: {probe} asks {path!r}, which the loader does not serve")
+            if sidecar and probes.get("startupProbe", (0, ""))[1] != "/readyz":
+                error(f"{cn}: a native loader sidecar needs a startupProbe on /readyz (first snapshot on disk)")
+            loader_runs.append((cn, args, mode, probes))
+        elif c["name"] == "envoy":
+            if c.get("image") != "envoyproxy/envoy:v1.40.0":
+                error(f"{cn}: image {c.get('image')}, want envoyproxy/envoy:v1.40.0")
+            rt = mounts.get("/srv/runtime")
+            if not rt or not rt.get("readOnly") or rt["name"] not in {vm["name"] for x in inits + mains if loader_args(x) is not None for vm in x.get("volumeMounts", [])}:
+                error(f"{cn}: must mount the loader's volume read-only at /srv/runtime")
+            if "/var/run/secrets/kubernetes.io/serviceaccount" in mounts:
+                error(f"{cn}: Envoy must not get the service-account token")
+            envoy_runs.append((f, c, mounts, volumes))
+    for v in volumes.values():
+        if v["name"] not in used:
+            error(f"{name}: volume {v['name']} is not mounted")
+        cm = v.get("configMap", {}).get("name")
+        if cm and cm not in configmaps:
+            error(f"{name}: volume {v['name']} names the ConfigMap {cm}, which configmaps.yaml lacks")
+        for src in v.get("projected", {}).get("sources", []):
+            exp = src.get("serviceAccountToken", {}).get("expirationSeconds")
+            if exp is not None and exp < 600:
+                error(f"{name}: serviceAccountToken expirationSeconds {exp} < 600")
+            cm = src.get("configMap", {}).get("name")
+            if cm and cm != "kube-root-ca.crt" and cm not in configmaps:
+                error(f"{name}: projected ConfigMap {cm} is unknown")
+    roles_seen = [("sidecar" if c.get("restartPolicy") == "Always" else "init" if c in inits else "main",
+                   "-onetime" in loader_args(c) and "onetime" or "watch")
+                  for c in inits + mains if loader_args(c) is not None]
+    if f == "deployment-native-sidecar.yaml":
+        if roles_seen != [("sidecar", "watch")]:
+            error(f"{name}: want one loader, a -watch native sidecar; got {roles_seen}")
+    elif roles_seen != [("init", "onetime"), ("main", "watch")]:
+        error(f"{name}: want a -onetime init container and a -watch sidecar; got {roles_seen}")
+info(f"semantics: names, quantities, RBAC, selectors, volumes, probes, security contexts of {sum(len(x) for x in docs.values())} objects")
+
+# 4. The loader's command lines, run for real (nothing listens on the API port).
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    closed_port = s.getsockname()[1]
+tmp = tempfile.mkdtemp(prefix="test-manifests.")
+try:
+    for cn, args, mode, probes in loader_runs:
+        # The flags exactly as written (names and values; -h stops before anything runs).
+        p = subprocess.run([loader] + args + ["-h"], capture_output=True, text=True, timeout=10)
+        if p.returncode != 0:
+            error(f"{cn}: the loader rejects its arguments {args}: {p.stderr.strip()}")
+            continue
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            health_port = s.getsockname()[1]
+        run_args = [a.replace("/srv/runtime", tmp + "/srv-runtime") for a in args]
+        run_args = [re.sub(r"^(--?listen=).*", rf"\g<1>127.0.0.1:{health_port}", a) for a in run_args]
+        env = {"POD_NAMESPACE": "manifest-test", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+               "KUBERNETES_SERVICE_PORT": str(closed_port), "PATH": "/usr/bin:/bin"}
+        p = subprocess.Popen([loader] + run_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            rc = p.wait(timeout=1.5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        answers = {}
+        for probe, (_, path) in probes.items():
+            try:
+                answers[probe] = urllib.request.urlopen(f"http://127.0.0.1:{health_port}{path}", timeout=5).status
+            except urllib.error.HTTPError as e:
+                answers[probe] = e.code
+            except OSError as e:
+                answers[probe] = str(e)
+        # No API server answers here: no snapshot yet (so not ready), but fresh (so alive).
+        want_answers = {pr: 503 if path == "/readyz" else 200 for pr, (_, path) in probes.items()}
+        if answers != want_answers:
+            error(f"{cn}: the probes got {answers}, want {want_answers}")
+        if rc is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                rc_term = p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc_term = "killed"
+        err = p.stderr.read()
+        if rc == 2:
+            error(f"{cn}: the loader rejects its arguments {args}: {err.strip()}")
+        elif mode == "onetime" and not (rc == 1 and "connection refused" in err):
+            error(f"{cn}: -onetime against a closed port: exit {rc}, want 1 naming the refused connection: {err.strip()}")
+        elif mode == "watch" and (rc is not None or rc_term != 0):
+            error(f"{cn}: -watch should keep retrying and end with 0 on SIGTERM: exit {rc}/{rc_term}: {err.strip()}")
+    info(f"loader command lines: {len(loader_runs)} parsed and run, {sum(len(r[3]) for r in loader_runs)} probes answered ({loader})")
+
+    # 5. The Envoy configuration in a real Envoy, with the Envoy container's command line.
+    xds = objects[("ConfigMap", "envoy-xds")][1]["data"]
+    for f, c, mounts, volumes in envoy_runs:
+        run = os.path.join(tmp, "envoy-" + f.split(".")[0])
+        cur = os.path.join(run, "srv-runtime", "current")
+        os.makedirs(cur)
+        fix = lambda s: (s.replace("/srv/runtime/current", cur)
+                         .replace("port_value: 8080", "port_value: 0").replace("port_value: 9901", "port_value: 0"))
+        for k, v in xds.items():
+            open(os.path.join(cur, k), "w").write(fix(v))
+        argv = c.get("command", []) + c.get("args", [])
+        if argv[:1] != ["envoy"]:
+            error(f"{f}: the Envoy command should start with envoy: {argv}")
+            continue
+        # Files the container reads from ConfigMap volumes, mapped to the same keys here.
+        for i, a in enumerate(argv):
+            for mp, vm in mounts.items():
+                vol = volumes[vm["name"]]
+                if "configMap" in vol and a.startswith(mp.rstrip("/") + "/"):
+                    key = a[len(mp.rstrip("/")) + 1:]
+                    data = objects[("ConfigMap", vol["configMap"]["name"])][1]["data"]
+                    if key not in data:
+                        error(f"{f}: Envoy reads {a}, but ConfigMap {vol['configMap']['name']} has no key {key}")
+                        continue
+                    local = os.path.join(run, key)
+                    open(local, "w").write(fix(data[key]))
+                    argv[i] = local
+        admin_file = os.path.join(run, "admin")
+        cmd = [envoy] + argv[1:] + ["--concurrency", "1", "--admin-address-path", admin_file]
+        log = open(os.path.join(run, "envoy.log"), "w+")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        want = {
+            "listener_manager.lds.update_success": lambda v: v >= 1,
+            "listener_manager.lds.update_rejected": lambda v: v == 0,
+            "listener_manager.total_listeners_active": lambda v: v == 1,
+            "cluster_manager.cds.update_success": lambda v: v >= 1,
+            "cluster_manager.cds.update_rejected": lambda v: v == 0,
+            "http.ingress.rds.canary.update_success": lambda v: v >= 1,
+            "http.ingress.rds.canary.update_rejected": lambda v: v == 0,
+        }
+        stats, ok, deadline = {}, False, time.time() + 20
+        try:
+            while time.time() < deadline and p.poll() is None:
+                time.sleep(0.1)
+                try:
+                    addr = open(admin_file).read().strip()
+                    body = urllib.request.urlopen(f"http://{addr}/stats", timeout=2).read().decode()
+                except OSError:
+                    continue
+                stats = {}
+                for line in body.splitlines():
+                    k, _, v = line.partition(": ")
+                    if v.strip().isdigit():
+                        stats[k] = int(v)
+                clusters = stats.get("cluster_manager.active_clusters", 0) + stats.get("cluster_manager.warming_clusters", 0)
+                if all(k in stats and t(stats[k]) for k, t in want.items()) and clusters == 2:
+                    ok = True
+                    break
+        finally:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if not ok:
+            log.seek(0)
+            got = {k: stats.get(k) for k in list(want) + ["cluster_manager.active_clusters", "cluster_manager.warming_clusters"]}
+            error(f"{f}: Envoy did not accept the configuration: {got}; exit {p.returncode}; log:\n{log.read()[-3000:]}")
+    info(f"Envoy {envoy}: bootstrap, listener, 2 clusters and the weighted route accepted ({len(envoy_runs)} command lines)")
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+if errors:
+    print(f"test-manifests: {len(errors)} problem(s)", file=sys.stderr)
+    sys.exit(1)
+print("test-manifests: PASS")
+EOF
