@@ -826,6 +826,31 @@ impl<S: Read> Response<S> {
     /// `TooLarge { what: "line" }`, found after buffering at most `limit + 2` bytes; an end
     /// of the stream inside a chunk is `UnexpectedEof("chunk")`.
     pub fn read_line(&mut self, limit: usize) -> Result<Option<Vec<u8>>, Error> {
+        let Some((start, end)) = self.next_range(limit)? else {
+            return Ok(None);
+        };
+        if start == 0 && self.start == self.line.len() {
+            // The line fills the buffer: hand it over without copying.
+            let mut line = std::mem::take(&mut self.line);
+            line.truncate(end);
+            self.start = 0;
+            self.scanned = 0;
+            return Ok(Some(line));
+        }
+        Ok(Some(self.line.get(start..end).unwrap_or_default().to_vec()))
+    }
+
+    /// [`read_line`](Response::read_line), lent from the response's line buffer instead of
+    /// handed over: the buffer, grown to the longest line so far, serves every line of the
+    /// body, so a stream of large lines costs no allocation (and no fresh pages) per line.
+    pub fn next_line(&mut self, limit: usize) -> Result<Option<&[u8]>, Error> {
+        let range = self.next_range(limit)?;
+        Ok(range.map(|(start, end)| self.line.get(start..end).unwrap_or_default()))
+    }
+
+    /// Finds the next line in the line buffer, reading more as needed: its range in
+    /// `self.line`, which `self.start` now points past.
+    fn next_range(&mut self, limit: usize) -> Result<Option<(usize, usize)>, Error> {
         let too_large = || Error::TooLarge {
             what: "line",
             limit,
@@ -850,15 +875,7 @@ impl<S: Read> Response<S> {
                 if end - start > limit {
                     return Err(too_large());
                 }
-                if start == 0 && nl + 1 == self.line.len() {
-                    // The line fills the buffer: hand it over without copying.
-                    let mut line = std::mem::take(&mut self.line);
-                    line.truncate(end);
-                    self.start = 0;
-                    self.scanned = 0;
-                    return Ok(Some(line));
-                }
-                return Ok(Some(self.line.get(start..end).unwrap_or_default().to_vec()));
+                return Ok(Some((start, end)));
             }
             // No '\n' in the pending bytes: make room at the front, then read more.
             if self.start > 0 {
@@ -877,18 +894,19 @@ impl<S: Read> Response<S> {
             let more = self.fill(&mut line, limit.saturating_add(2).saturating_sub(pending));
             self.line = line;
             if !more? {
-                let mut last = std::mem::take(&mut self.line);
-                self.scanned = 0;
-                if last.last() == Some(&b'\r') {
-                    last.pop();
+                // The final, unterminated line: all that is pending (`start` is 0 here).
+                let mut end = self.line.len();
+                if self.line.last() == Some(&b'\r') {
+                    end -= 1;
                 }
-                if last.is_empty() {
-                    return Ok(None);
+                if end == 0 || end > limit {
+                    self.line.clear();
+                    self.scanned = 0;
+                    return if end == 0 { Ok(None) } else { Err(too_large()) };
                 }
-                if last.len() > limit {
-                    return Err(too_large());
-                }
-                return Ok(Some(last));
+                self.start = self.line.len();
+                self.scanned = self.line.len();
+                return Ok(Some((0, end)));
             }
         }
     }
@@ -1672,17 +1690,33 @@ mod tests {
     }
 
     fn lines_of(raw: &[u8], piece: usize, limit: usize) -> (Vec<Vec<u8>>, Option<String>) {
+        let handed = lines_read(raw, piece, limit, false);
+        // Lent lines are the same lines, with the same end.
+        assert_eq!(lines_read(raw, piece, limit, true), handed, "next_line");
+        handed
+    }
+
+    fn lines_read(
+        raw: &[u8],
+        piece: usize,
+        limit: usize,
+        lent: bool,
+    ) -> (Vec<Vec<u8>>, Option<String>) {
         let mut resp = match read_response(Pieces::new(raw, piece), false) {
             Ok(r) => r,
             Err(e) => return (vec![], Some(kind(&e))),
         };
+        let next = |resp: &mut Response<Pieces>| match lent {
+            false => resp.read_line(limit),
+            true => resp.next_line(limit).map(|l| l.map(<[u8]>::to_vec)),
+        };
         let mut lines = Vec::new();
         for _ in 0..1000 {
-            match resp.read_line(limit) {
+            match next(&mut resp) {
                 Ok(Some(l)) => lines.push(l),
                 Ok(None) => {
                     // The end is sticky.
-                    assert!(matches!(resp.read_line(limit), Ok(None)));
+                    assert!(matches!(next(&mut resp), Ok(None)));
                     return (lines, None);
                 }
                 Err(e) => return (lines, Some(kind(&e))),
@@ -1879,11 +1913,42 @@ mod tests {
     }
 
     #[test]
+    fn next_line_reuses_its_buffer() {
+        // Events of about 1 MiB, one per chunk: after the first, the buffer serves them all.
+        let events: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| {
+                let mut ev = vec![b'a' + i; (1 << 20) - 1000];
+                ev.push(b'\n');
+                ev
+            })
+            .collect();
+        let pieces: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        let raw = chunked(&pieces, true);
+        let mut resp = read_response(Pieces::new(&raw, 65536), false).unwrap();
+        let mut buffers = Vec::new();
+        for ev in &events {
+            let line = resp.next_line(2 << 20).unwrap().unwrap();
+            assert_eq!(line, &ev[..ev.len() - 1]);
+            buffers.push(resp.line.as_ptr());
+        }
+        assert_eq!(resp.next_line(2 << 20).unwrap(), None);
+        // It grows while it learns the size (a line and the start of the next), then stays.
+        assert!(
+            buffers.windows(2).skip(1).all(|w| w[0] == w[1]),
+            "{buffers:?}"
+        );
+        assert!(resp.line.capacity() <= 4 << 20, "{}", resp.line.capacity());
+    }
+
+    #[test]
     fn read_line_then_read_body() {
         let raw = chunked(&[b"first\nsecond\n", b"rest"], true);
         for piece in PIECES {
             let mut resp = read_response(Pieces::new(&raw, piece), false).unwrap();
             assert_eq!(resp.read_line(100).unwrap().unwrap(), b"first");
+            assert_eq!(resp.read_body(100).unwrap(), b"second\nrest");
+            let mut resp = read_response(Pieces::new(&raw, piece), false).unwrap();
+            assert_eq!(resp.next_line(100).unwrap().unwrap(), b"first");
             assert_eq!(resp.read_body(100).unwrap(), b"second\nrest");
         }
     }

@@ -414,25 +414,19 @@ impl<'a> Parser<'a> {
     fn parse_escaped(&mut self, start: usize, first: usize) -> Result<Cow<'a, str>, Error> {
         let input = self.input;
         let mut out: Vec<u8> = Vec::with_capacity(first - start + 64);
-        let mut run = start;
+        out.extend_from_slice(self.span(start, first)?);
+        let mut stage = Stage::new(out);
         let mut at = first;
         let end = loop {
             match input.get(at) {
-                Some(b'"') => {
-                    out.extend_from_slice(self.span(run, at)?);
-                    break at;
-                }
-                Some(b'\\') => {
-                    out.extend_from_slice(self.span(run, at)?);
-                    at = self.unescape(start, at, &mut out)?;
-                    run = at;
-                }
+                Some(b'"') => break at,
+                Some(b'\\') => at = self.unescape(start, at, &mut stage)?,
                 Some(_) => return Err(self.string_error(start, at, CONTROL_CHAR)),
                 None => return Err(self.string_error(start, at, EOF)),
             }
-            at = scan_plain(input, at);
+            at = copy_plain(input, at, &mut stage);
         };
-        match String::from_utf8(out) {
+        match String::from_utf8(stage.finish()) {
             Ok(text) => {
                 self.pos = end + 1;
                 Ok(Cow::Owned(text))
@@ -443,7 +437,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Decodes the escape whose backslash is at `at` into `out`; returns the offset after it.
-    fn unescape(&self, start: usize, at: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
+    fn unescape(&self, start: usize, at: usize, out: &mut Stage) -> Result<usize, Error> {
         let byte = match self.input.get(at + 1) {
             Some(&byte) => byte,
             None => return Err(self.string_error(start, self.input.len(), EOF)),
@@ -460,12 +454,12 @@ impl<'a> Parser<'a> {
             b'u' => return self.unescape_unicode(start, at, out),
             _ => return Err(self.string_error(start, at, INVALID_ESCAPE)),
         };
-        out.push(decoded);
+        out.byte(decoded);
         Ok(at + 2)
     }
 
     /// Decodes `\uXXXX` (and the low half of a surrogate pair) at `at` into `out`.
-    fn unescape_unicode(&self, start: usize, at: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
+    fn unescape_unicode(&self, start: usize, at: usize, out: &mut Stage) -> Result<usize, Error> {
         let high = self.hex4(start, at + 2)?;
         let (code, after) = match high {
             0xD800..=0xDBFF => match (self.input.get(at + 6), self.input.get(at + 7)) {
@@ -486,7 +480,9 @@ impl<'a> Parser<'a> {
         };
         let decoded = char::from_u32(code).ok_or_else(|| self.error(at, LONE_SURROGATE))?;
         let mut buf = [0u8; 4];
-        out.extend_from_slice(decoded.encode_utf8(&mut buf).as_bytes());
+        for &byte in decoded.encode_utf8(&mut buf).as_bytes() {
+            out.byte(byte);
+        }
         Ok(after)
     }
 
@@ -522,38 +518,134 @@ impl<'a> Parser<'a> {
 
 /// Offset of the first byte at or after `at` that ends a plain run inside a string (`"`,
 /// `\`, or a control byte below 0x20), or the input length. Scans eight bytes at a time.
-#[inline]
+#[inline(always)]
 fn scan_plain(input: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const QUOTES: u64 = ONES * b'"' as u64;
-    const BACKSLASHES: u64 = ONES * b'\\' as u64;
-    const SPACES: u64 = ONES * 0x20;
     while let Some(chunk) = input.get(at..at + 8) {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
-        let word = u64::from_le_bytes(bytes);
-        let quote = word ^ QUOTES;
-        let backslash = word ^ BACKSLASHES;
-        // Per byte, the high bit is set where the byte is zero (after the xor) or below
-        // 0x20; only the lowest flagged byte is exact, which is the one that is used.
-        let found = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (word.wrapping_sub(SPACES) & !word);
-        let found = found & HIGHS;
+        let found = run_enders(u64::from_le_bytes(bytes));
         if found != 0 {
             return at + (found.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
     while let Some(&byte) = input.get(at) {
-        if byte == b'"' || byte == b'\\' || byte < 0x20 {
+        if ends_run(byte) {
             return at;
         }
         at += 1;
     }
     at
+}
+
+/// [`scan_plain`] that also appends the plain run to `out`, eight bytes at a time.
+/// Returns where the run ended.
+#[inline(always)]
+fn copy_plain(input: &[u8], mut at: usize, out: &mut Stage) -> usize {
+    while let Some(chunk) = input.get(at..at + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let found = run_enders(u64::from_le_bytes(bytes));
+        if found != 0 {
+            let plain = (found.trailing_zeros() / 8) as usize;
+            out.word(bytes, plain);
+            return at + plain;
+        }
+        out.word(bytes, 8);
+        at += 8;
+    }
+    while let Some(&byte) = input.get(at) {
+        if ends_run(byte) {
+            return at;
+        }
+        out.byte(byte);
+        at += 1;
+    }
+    at
+}
+
+/// Room on the stack for unescaped bytes on their way into a string.
+const STAGE: usize = 256;
+
+/// Unescaped bytes on their way into a string: gathered on the stack with fixed-size
+/// copies (eight bytes at a time for plain runs, which the compiler inlines) and moved into
+/// the string in large pieces, so that the many short runs between escapes (a line of
+/// YAML each) cost no copy call and no length bookkeeping of the string each.
+struct Stage {
+    buf: [u8; STAGE],
+    len: usize,
+    out: Vec<u8>,
+}
+
+impl Stage {
+    fn new(out: Vec<u8>) -> Stage {
+        Stage {
+            buf: [0; STAGE],
+            len: 0,
+            out,
+        }
+    }
+
+    /// Appends the first `keep` (at most 8) of `bytes`.
+    #[inline(always)]
+    fn word(&mut self, bytes: [u8; 8], keep: usize) {
+        if self.len + 8 > STAGE {
+            self.flush();
+        }
+        if let Some(room) = self.buf.get_mut(self.len..self.len + 8) {
+            room.copy_from_slice(&bytes);
+            self.len += keep.min(8);
+        }
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, byte: u8) {
+        if self.len >= STAGE {
+            self.flush();
+        }
+        if let Some(room) = self.buf.get_mut(self.len) {
+            *room = byte;
+            self.len += 1;
+        }
+    }
+
+    fn flush(&mut self) {
+        self.out
+            .extend_from_slice(self.buf.get(..self.len).unwrap_or_default());
+        self.len = 0;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.flush();
+        self.out
+    }
+}
+
+/// Whether a byte ends a plain run: `"`, `\` or a control byte below 0x20.
+#[inline(always)]
+fn ends_run(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
+
+/// For eight bytes (little-endian), the high bit of each byte that ends a plain run, and
+/// possibly of bytes after such a byte: only the lowest flagged byte is exact, which is the
+/// only one the callers use.
+#[inline(always)]
+fn run_enders(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    const SPACES: u64 = ONES * 0x20;
+    let quote = word ^ QUOTES;
+    let backslash = word ^ BACKSLASHES;
+    // Per byte, the high bit is set where the byte is zero (after the xor) or below 0x20.
+    let found = (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (word.wrapping_sub(SPACES) & !word);
+    found & HIGHS
 }
 
 #[cfg(test)]
@@ -589,6 +681,57 @@ mod tests {
         doc.push_str("{}");
         doc.push_str(&"}".repeat(depth - 1));
         doc
+    }
+
+    #[test]
+    fn long_escaped_strings_round_trip() {
+        // Runs of every length between escapes, strings across many stage flushes.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces = [
+            "a",
+            "bcdefgh",
+            "ijklmnopqrstu",
+            "é",
+            "✓",
+            "😀",
+            "\n",
+            "\"",
+            "\\",
+            "\t",
+            "<&>",
+        ];
+        for _ in 0..300 {
+            let mut text = String::new();
+            for _ in 0..next() % 400 {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+                let plain = (next() % 40) as usize;
+                text.push_str(&"xyz0123456789".repeat(4)[..plain]);
+            }
+            let mut doc = String::from("\"");
+            for c in text.chars() {
+                match c {
+                    '"' => doc.push_str("\\\""),
+                    '\\' => doc.push_str("\\\\"),
+                    '\n' => doc.push_str("\\n"),
+                    '\t' => doc.push_str("\\t"),
+                    '<' => doc.push_str("\\u003c"),
+                    '😀' => doc.push_str("\\ud83d\\ude00"),
+                    c => doc.push(c),
+                }
+            }
+            doc.push('"');
+            assert_eq!(
+                parse(doc.as_bytes()),
+                Ok(Value::Str(Cow::Owned(text.clone()))),
+                "{doc}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use crate::cli::{ApiServer, TrustChoice};
 use crate::health::METRICS;
 use crate::{base64, http, json, log, snapshot::Files, tls};
+use std::collections::btree_map::Entry;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -372,9 +373,9 @@ pub struct Watch {
 impl Watch {
     /// The next event; `Ok(None)` when the server ended the stream normally.
     pub fn next(&mut self) -> Result<Option<Event>, Error> {
-        match self.resp.read_line(MAX_EVENT_BYTES)? {
+        match self.resp.next_line(MAX_EVENT_BYTES)? {
             None => Ok(None),
-            Some(line) => decode_event(&line, &self.obj).map(Some),
+            Some(line) => decode_event(line, &self.obj).map(Some),
         }
     }
 }
@@ -401,7 +402,7 @@ fn str_at<'a>(v: &'a json::Value<'_>, path: &[&str]) -> Option<&'a str> {
 
 /// Decodes a list answer for `obj`.
 pub fn decode_list(body: &[u8], obj: &ObjectRef) -> Result<Listed, Error> {
-    let v = parse_json(body, "list")?;
+    let mut v = parse_json(body, "list")?;
     if str_at(&v, &["kind"]) == Some("Status") {
         let status = decode_status_value(&v);
         return Err(Error::Api {
@@ -424,11 +425,17 @@ pub fn decode_list(body: &[u8], obj: &ObjectRef) -> Result<Listed, Error> {
             .as_array()
             .ok_or_else(|| Error::Decode("list: items is not an array".into()))?
     };
-    let object = items
+    let found = items
         .iter()
-        .find(|item| str_at(item, &["metadata", "name"]) == Some(&obj.name))
-        .map(|item| decode_object(item, obj.kind))
-        .transpose()?;
+        .position(|item| str_at(item, &["metadata", "name"]) == Some(&obj.name));
+    // The object's content is moved out of the parsed list, not copied.
+    let object = match found.and_then(|i| match get_mut(&mut v, "items") {
+        Some(json::Value::Array(items)) => items.get_mut(i),
+        _ => None,
+    }) {
+        Some(item) => Some(take_object(item, obj.kind)?),
+        None => None,
+    };
     Ok(Listed {
         resource_version,
         object,
@@ -438,45 +445,70 @@ pub fn decode_list(body: &[u8], obj: &ObjectRef) -> Result<Listed, Error> {
 /// Decodes an object's version and files. A malformed version is an error; malformed
 /// content is kept inside [`Object::files`] so the caller can refuse it by name.
 pub fn decode_object(v: &json::Value<'_>, kind: Kind) -> Result<Object, Error> {
+    take_object(&mut v.clone(), kind)
+}
+
+/// [`decode_object`], moving the content out of `v` (left without `data` and `binaryData`)
+/// instead of copying it: a text value that had escapes is already an owned string, and
+/// becomes the file as it is.
+fn take_object(v: &mut json::Value<'_>, kind: Kind) -> Result<Object, Error> {
     let resource_version = str_at(v, &["metadata", "resourceVersion"])
         .filter(|s| !s.is_empty())
         .ok_or_else(|| Error::Decode("object: no metadata.resourceVersion".into()))?
         .to_string();
     Ok(Object {
         resource_version,
-        files: files_of(v, kind),
+        files: take_files(v, kind),
     })
 }
 
-fn files_of(v: &json::Value<'_>, kind: Kind) -> Result<Files, String> {
+/// The first member named `key`, if `v` is an object.
+fn get_mut<'v, 'a>(v: &'v mut json::Value<'a>, key: &str) -> Option<&'v mut json::Value<'a>> {
+    match v {
+        json::Value::Object(members) => members
+            .iter_mut()
+            .find(|(name, _)| name.as_ref() == key)
+            .map(|(_, value)| value),
+        _ => None,
+    }
+}
+
+fn take_files(v: &mut json::Value<'_>, kind: Kind) -> Result<Files, String> {
     let mut files = Files::new();
     // ConfigMap `data` is text; Secret `data` and every `binaryData` are base64.
     let sections: [(&str, bool); 2] = [("data", kind == Kind::Secret), ("binaryData", true)];
     for (section, is_base64) in sections {
-        let Some(members) = v.get(section) else {
+        let Some(members) = get_mut(v, section).map(|m| std::mem::replace(m, json::Value::Null))
+        else {
             continue;
         };
         if members.is_null() {
             continue;
         }
-        let members = members
-            .as_object()
-            .ok_or_else(|| format!("{section} is not an object"))?;
+        let json::Value::Object(members) = members else {
+            return Err(format!("{section} is not an object"));
+        };
         for (key, value) in members {
-            let text = value
-                .as_str()
-                .ok_or_else(|| format!("{section} key {key:?}: value is not a string"))?;
-            let bytes = if is_base64 {
-                base64::decode(text).map_err(|e| format!("{section} key {key:?}: {e}"))?
-            } else {
-                text.as_bytes().to_vec()
+            let json::Value::Str(text) = value else {
+                return Err(format!("{section} key {key:?}: value is not a string"));
             };
-            if files.insert(key.to_string(), bytes).is_some() {
-                return Err(if section == "data" {
-                    format!("key {key:?} appears twice in data")
-                } else {
-                    format!("key {key:?} appears twice, or in both data and binaryData")
-                });
+            let bytes = if is_base64 {
+                base64::decode(&text).map_err(|e| format!("{section} key {key:?}: {e}"))?
+            } else {
+                text.into_owned().into_bytes()
+            };
+            match files.entry(key.into_owned()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(bytes);
+                }
+                Entry::Occupied(taken) => {
+                    let key = taken.key();
+                    return Err(if section == "data" {
+                        format!("key {key:?} appears twice in data")
+                    } else {
+                        format!("key {key:?} appears twice, or in both data and binaryData")
+                    });
+                }
             }
         }
     }
@@ -485,8 +517,20 @@ fn files_of(v: &json::Value<'_>, kind: Kind) -> Result<Files, String> {
 
 /// Decodes one watch event line.
 pub fn decode_event(line: &[u8], obj: &ObjectRef) -> Result<Event, Error> {
-    let v = parse_json(line, "watch event")?;
-    let kind = str_at(&v, &["type"]).ok_or_else(|| Error::Decode("watch event: no type".into()))?;
+    let mut v = parse_json(line, "watch event")?;
+    if let Some(event) = decode_event_value(&v, obj)? {
+        return Ok(event);
+    }
+    // An upsert of the object: its content is moved out of the parsed line, not copied.
+    let object =
+        get_mut(&mut v, "object").ok_or_else(|| Error::Decode("watch event: no object".into()))?;
+    Ok(Event::Upsert(take_object(object, obj.kind)?))
+}
+
+/// Every event but an upsert of the object itself, which is `Ok(None)`: its content is
+/// taken by the caller.
+fn decode_event_value(v: &json::Value<'_>, obj: &ObjectRef) -> Result<Option<Event>, Error> {
+    let kind = str_at(v, &["type"]).ok_or_else(|| Error::Decode("watch event: no type".into()))?;
     let object = v
         .get("object")
         .ok_or_else(|| Error::Decode(format!("watch event {kind}: no object")))?;
@@ -502,23 +546,23 @@ pub fn decode_event(line: &[u8], obj: &ObjectRef) -> Result<Event, Error> {
         "ADDED" | "MODIFIED" | "DELETED"
             if str_at(object, &["metadata", "name"]) != Some(&obj.name) =>
         {
-            Ok(Event::Ignored {
+            Ok(Some(Event::Ignored {
                 resource_version: version()?,
-            })
+            }))
         }
-        "ADDED" | "MODIFIED" => Ok(Event::Upsert(decode_object(object, obj.kind)?)),
-        "DELETED" => Ok(Event::Deleted {
+        "ADDED" | "MODIFIED" => Ok(None),
+        "DELETED" => Ok(Some(Event::Deleted {
             resource_version: version()?,
-        }),
-        "BOOKMARK" => Ok(Event::Bookmark {
+        })),
+        "BOOKMARK" => Ok(Some(Event::Bookmark {
             resource_version: version()?,
-        }),
+        })),
         "ERROR" => {
             let status = decode_status_value(object);
             if status.code == 410 || status.reason == "Expired" || status.reason == "Gone" {
-                Ok(Event::Expired(status))
+                Ok(Some(Event::Expired(status)))
             } else {
-                Ok(Event::Error(status))
+                Ok(Some(Event::Error(status)))
             }
         }
         other => Err(Error::Decode(format!(

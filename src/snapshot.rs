@@ -26,6 +26,7 @@
 //! than [`MAX_FILES`] files or [`MAX_BYTES`] bytes of a snapshot.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -34,6 +35,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A snapshot: key (file name) to content.
@@ -111,11 +113,17 @@ const XDS_RANKS: [(&[u8], u8); 7] = [
 ];
 
 /// The highest rank of the xDS types a file's content names as a type URL (`.../NAME`
-/// followed by anything but a name character), 0 when it names none.
+/// followed by anything but a name character), 0 when it names none. Every name starts
+/// with `envoy.`, so only the places where `/envoy.` occurs are looked at.
 fn xds_rank(content: &[u8]) -> u8 {
     let name_byte = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.';
     let mut rank = 0;
-    for (i, _) in content.iter().enumerate().filter(|(_, b)| **b == b'/') {
+    let mut from = 0;
+    while let Some(i) = content
+        .get(from..)
+        .and_then(|rest| find_bytes(rest, b"/envoy."))
+        .map(|i| from + i)
+    {
         let rest = content.get(i + 1..).unwrap_or_default();
         for (name, r) in XDS_RANKS {
             if r > rank && rest.starts_with(name) && !rest.get(name.len()).is_some_and(name_byte) {
@@ -125,8 +133,74 @@ fn xds_rank(content: &[u8]) -> u8 {
         if rank == 5 {
             break;
         }
+        from = i + 1;
     }
     rank
+}
+
+/// Offset of the first occurrence of `needle` in `hay` (`None` for an empty needle).
+/// Eight candidate offsets at a time are filtered on the needle's first and last bytes
+/// (a zero-byte test on 64-bit words), and only the survivors are compared in full: on
+/// text, a few word operations per eight bytes, for snapshot-sized content.
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, &last) = (needle.first()?, needle.last()?);
+    let span = needle.len() - 1;
+    // Candidate offsets are 0..starts.
+    let starts = hay.len().checked_sub(span)?;
+    let (first, last) = (splat(first), splat(last));
+    let mut at = 0;
+    while at + 8 <= starts {
+        let (Some(a), Some(z)) = (word_at(hay, at), word_at(hay, at + span)) else {
+            break;
+        };
+        let mut found = zero_bytes(a ^ first) & zero_bytes(z ^ last);
+        while found != 0 {
+            let i = at + (found.trailing_zeros() / 8) as usize;
+            if hay.get(i..i + needle.len()) == Some(needle) {
+                return Some(i);
+            }
+            found &= found - 1;
+        }
+        at += 8;
+    }
+    (at..starts).find(|&i| hay.get(i..i + needle.len()) == Some(needle))
+}
+
+/// Whether two contents are equal, compared eight bytes at a time: a large file that did
+/// not change is compared on every write, and a byte-at-a-time `memcmp` (as in musl) would
+/// make that the slowest part of an update.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (words_a, words_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails_equal = words_a.remainder() == words_b.remainder();
+    tails_equal
+        && words_a.zip(words_b).all(|(x, y)| {
+            let x: [u8; 8] = x.try_into().unwrap_or_default();
+            let y: [u8; 8] = y.try_into().unwrap_or_default();
+            u64::from_ne_bytes(x) == u64::from_ne_bytes(y)
+        })
+}
+
+/// `byte` in each of the eight bytes of a word.
+#[inline(always)]
+fn splat(byte: u8) -> u64 {
+    0x0101_0101_0101_0101 * u64::from(byte)
+}
+
+/// The eight bytes at `at` as a little-endian word.
+#[inline(always)]
+fn word_at(hay: &[u8], at: usize) -> Option<u64> {
+    let bytes: [u8; 8] = hay.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// The high bit set in each byte of `x` that is zero, and possibly in bytes above a zero
+/// one: never a miss, sometimes a candidate too many (which the full comparison drops).
+#[inline(always)]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
 }
 
 /// The order in which changed keys' links are renamed after the switch: providers before
@@ -144,6 +218,10 @@ fn xds_rank(content: &[u8]) -> u8 {
 /// A file naming several types takes its highest rank; a key missing from `files` ranks 0;
 /// ties go by key name; a key given twice appears once. Pure function.
 pub fn rename_order<'a>(files: &'a Files, keys: &[&'a str]) -> Vec<&'a str> {
+    if let [] | [_] = keys {
+        // Nothing to order: no file needs reading (a large one would cost a scan).
+        return keys.to_vec();
+    }
     let mut ranked: Vec<(u8, &'a str)> = keys
         .iter()
         .map(|k| (files.get(*k).map_or(0, |c| xds_rank(c)), *k))
@@ -215,7 +293,7 @@ pub struct Writer {
     dir: PathBuf,
     /// The last version written or read, with its files, so that an unchanged write costs
     /// no read. Trusted only while `..data` still names that version.
-    last: Option<(String, Files)>,
+    last: Option<(String, Arc<Files>)>,
     fsync: bool,
     /// Rename every key's link on the next write: the previous switch (in this process or a
     /// killed predecessor) may not have delivered its renames.
@@ -294,12 +372,18 @@ impl Writer {
     /// directory name, dangles, or its version holds more than [`MAX_FILES`] files or
     /// [`MAX_BYTES`] bytes.
     pub fn current(&self) -> Result<Option<Files>, Error> {
+        self.current_files().map(|f| f.map(Cow::into_owned))
+    }
+
+    /// [`current`](Writer::current) without a copy: the files this writer last wrote or
+    /// read are lent while `..data` still names their version; others are read from disk.
+    pub fn current_files(&self) -> Result<Option<Cow<'_, Files>>, Error> {
         let data = self.dir.join(DATA);
         match read_data_link(&data)? {
             None => Ok(None),
             Some(DataLink::Version(name)) => match &self.last {
-                Some((cached, files)) if *cached == name => Ok(Some(files.clone())),
-                _ => read_version(&self.dir.join(name)).map(Some),
+                Some((cached, files)) if *cached == name => Ok(Some(Cow::Borrowed(&**files))),
+                _ => read_version(&self.dir.join(name)).map(|f| Some(Cow::Owned(f))),
             },
             Some(DataLink::Other(target)) => Err(err(
                 "read link",
@@ -348,6 +432,23 @@ impl Writer {
     /// process) opens the old version directory, which a watcher of `DIR` sees as
     /// `IN_OPEN`/`IN_ACCESS` on `..<version>`: events Envoy does not listen to.
     pub fn write(&mut self, files: &Files) -> Result<Outcome, Error> {
+        self.write_given(Given::Borrowed(files))
+    }
+
+    /// [`write`](Writer::write), keeping `files` as the cached current snapshot instead of
+    /// a copy of them (for large snapshots: no second copy in memory, no copying time).
+    pub fn write_owned(&mut self, files: Files) -> Result<Outcome, Error> {
+        self.write_given(Given::Shared(Arc::new(files)))
+    }
+
+    /// [`write`](Writer::write), keeping a share of `files` as the cached current snapshot:
+    /// a caller that keeps the same files too holds them once in memory, not twice.
+    pub fn write_shared(&mut self, files: Arc<Files>) -> Result<Outcome, Error> {
+        self.write_given(Given::Shared(files))
+    }
+
+    fn write_given(&mut self, snapshot: Given<'_>) -> Result<Outcome, Error> {
+        let files: &Files = snapshot.files();
         // 1. Validate everything before touching anything.
         let dir = self.dir.clone();
         check_files(&dir, files)?;
@@ -357,13 +458,13 @@ impl Writer {
 
         // 2. The current version and its files.
         let data = dir.join(DATA);
-        let old: Option<(String, Files)> = match read_data_link(&data)? {
+        let old: Option<(String, Arc<Files>)> = match read_data_link(&data)? {
             Some(DataLink::Version(name)) => match self.last.take() {
                 Some((cached, cached_files)) if cached == name => Some((name, cached_files)),
                 _ => {
                     let vdir = dir.join(&name);
                     match fs::symlink_metadata(&vdir) {
-                        Ok(meta) if meta.is_dir() => Some((name, read_version(&vdir)?)),
+                        Ok(meta) if meta.is_dir() => Some((name, Arc::new(read_version(&vdir)?))),
                         Ok(_) => None,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                         Err(e) => return Err(err("stat", vdir, e)),
@@ -372,7 +473,7 @@ impl Writer {
             },
             Some(DataLink::Other(_)) | None => None,
         };
-        let old_files = old.as_ref().map(|(_, f)| f);
+        let old_files: Option<&Files> = old.as_ref().map(|(_, f)| &**f);
 
         let mut added: Vec<String> = Vec::new();
         let mut changed: Vec<String> = Vec::new();
@@ -398,7 +499,7 @@ impl Writer {
                     // by an interrupted write gets its bytes only now, too.
                     post_rename.push(key);
                 }
-                Some(prev) if prev != bytes => {
+                Some(prev) if !same_bytes(prev, bytes) => {
                     changed.push(key.clone());
                     post_rename.push(key);
                 }
@@ -444,7 +545,7 @@ impl Writer {
             bytes_total += bytes.len() as u64;
             let dst = vdir.join(key);
             let same = match &old {
-                Some((old_version, f)) if f.get(key) == Some(bytes) => {
+                Some((old_version, f)) if f.get(key).is_some_and(|old| same_bytes(old, bytes)) => {
                     Some(dir.join(old_version).join(key))
                 }
                 _ => None,
@@ -494,7 +595,6 @@ impl Writer {
             return Err(e);
         }
         let old_version = old.map(|(name, _)| name);
-        self.last = Some((version.clone(), files.clone()));
         let mut first: Option<Error> = None;
         if self.fsync {
             if let Err(e) = fsync_dir(&dir) {
@@ -549,6 +649,8 @@ impl Writer {
             }
         }
 
+        // The new snapshot is live (whatever failed after the switch): it is the current one.
+        self.last = Some((version.clone(), snapshot.into_shared()));
         match first {
             Some(e) => Err(e),
             None => Ok(Outcome::Written {
@@ -668,6 +770,30 @@ impl Writer {
         }
         removed.sort();
         Ok((removed, after_switch))
+    }
+}
+
+/// A snapshot given to [`Writer::write_given`], and how it is kept as the current one.
+enum Given<'a> {
+    /// Kept as a copy.
+    Borrowed(&'a Files),
+    /// Kept as it is.
+    Shared(Arc<Files>),
+}
+
+impl Given<'_> {
+    fn files(&self) -> &Files {
+        match self {
+            Given::Borrowed(files) => files,
+            Given::Shared(files) => files,
+        }
+    }
+
+    fn into_shared(self) -> Arc<Files> {
+        match self {
+            Given::Borrowed(files) => Arc::new(files.clone()),
+            Given::Shared(files) => files,
+        }
     }
 }
 
@@ -1215,7 +1341,65 @@ mod tests {
     }
 
     #[test]
+    fn same_bytes_agrees_with_equality() {
+        let base: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 999, 1000] {
+            let a = &base[..len];
+            assert!(same_bytes(a, a), "{len}");
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x80;
+                assert!(!same_bytes(a, &b), "{len} {at}");
+            }
+            assert!(!same_bytes(a, &base[..len + 1]), "{len}");
+        }
+    }
+
+    #[test]
+    fn find_bytes_agrees_with_a_plain_search() {
+        let table: &[(&[u8], &[u8], Option<usize>)] = &[
+            (b"", b"", None),
+            (b"abc", b"", None),
+            (b"", b"a", None),
+            (b"a", b"a", Some(0)),
+            (b"ab", b"abc", None),
+            (b"xxxxxxxxxxxxxxxxab", b"ab", Some(16)),
+            (b"aaaaaaaaaaaaaaaaaaab", b"aab", Some(17)),
+            (b"resources: []\nresources", b"resources", Some(0)),
+            (b"0123456789/", b"/", Some(10)),
+            (b"\x80\x81\xff\xfe\x00\x01", b"\x00\x01", Some(4)),
+        ];
+        for (hay, needle, want) in table {
+            assert_eq!(find_bytes(hay, needle), *want, "{hay:?} {needle:?}");
+        }
+        // Every length and alignment, over a small alphabet so that near-misses abound.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let hay: Vec<u8> = (0..next() % 48)
+                .map(|_| b"ab\x80"[(next() % 3) as usize])
+                .collect();
+            let needle: Vec<u8> = (0..1 + next() % 5)
+                .map(|_| b"ab\x80"[(next() % 3) as usize])
+                .collect();
+            let plain = hay
+                .windows(needle.len())
+                .position(|w| w == needle.as_slice());
+            assert_eq!(find_bytes(&hay, &needle), plain, "{hay:?} {needle:?}");
+        }
+    }
+
+    #[test]
     fn xds_rank_table() {
+        // xds_rank looks only where "/envoy." occurs.
+        assert!(XDS_RANKS
+            .iter()
+            .all(|(name, _)| name.starts_with(b"envoy.")));
         let cases: &[(&[u8], u8)] = &[
             (b"", 0),
             (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0),
@@ -1391,6 +1575,40 @@ mod tests {
         assert_eq!(assert_converged(&dir, &snap, &[]), version);
         assert_eq!(w.current().unwrap(), Some(snap.clone()));
         assert_eq!(Writer::new(&dir).current().unwrap(), Some(snap));
+    }
+
+    #[test]
+    fn owned_writes_are_lent_back_until_the_directory_changes() {
+        let t = TempDir::new("owned");
+        let dir = t.path().join("current");
+        let mut w = Writer::new(&dir);
+        assert!(w.current_files().unwrap().is_none());
+        let v1 = files(&[("lds.yaml", LDS), ("cds.yaml", CDS)]);
+        assert!(matches!(
+            w.write_owned(v1.clone()).unwrap(),
+            Outcome::Written { .. }
+        ));
+        // The cached snapshot is lent, not copied; a fresh writer reads it from disk.
+        assert!(matches!(w.current_files().unwrap(), Some(Cow::Borrowed(f)) if *f == v1));
+        assert!(
+            matches!(Writer::new(&dir).current_files().unwrap(), Some(Cow::Owned(f)) if f == v1)
+        );
+        // Unchanged content through either entry point touches nothing.
+        assert_eq!(w.write_owned(v1.clone()).unwrap(), Outcome::Unchanged);
+        assert_eq!(w.write(&v1).unwrap(), Outcome::Unchanged);
+        let v2 = files(&[("lds.yaml", LDS), ("cds.yaml", b"resources: []\n")]);
+        let Outcome::Written { changed, .. } = w.write_owned(v2.clone()).unwrap() else {
+            panic!("not written")
+        };
+        assert_eq!(changed, ["cds.yaml"]);
+        assert_eq!(
+            assert_converged(&dir, &v2, &[]),
+            fs::read_link(dir.join(DATA)).unwrap().to_string_lossy()
+        );
+        // Another writer switched the directory: the cache is not trusted any more.
+        let v3 = files(&[("lds.yaml", b"x")]);
+        Writer::new(&dir).write(&v3).unwrap();
+        assert!(matches!(w.current_files().unwrap(), Some(Cow::Owned(f)) if f == v3));
     }
 
     #[test]

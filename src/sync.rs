@@ -18,6 +18,7 @@ use crate::health::{ErrorKind, METRICS};
 use crate::kube::{self, Client, Event, ObjectRef};
 use crate::log;
 use crate::snapshot::{self, Files, Outcome, Writer};
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -60,7 +61,7 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
             Ok(kube::Listed {
                 object: Some(o), ..
             }) => match o.files {
-                Ok(files) => all.push((obj.clone(), files)),
+                Ok(files) => all.push((obj.clone(), Arc::new(files))),
                 Err(e) => {
                     log::error(&format!("{obj}: refused: {e}"), &[]);
                     return 1;
@@ -76,6 +77,7 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
             }
         }
     }
+    let all: Vec<(&ObjectRef, &Arc<Files>)> = all.iter().map(|(o, f)| (o, f)).collect();
     match sink.apply(cfg, &all) {
         Ok(_) => 0,
         Err(e) => {
@@ -123,7 +125,7 @@ enum Msg {
 
 /// The last good files of each object (None until first seen).
 struct State {
-    files: Vec<Option<Files>>,
+    files: Vec<Option<Arc<Files>>>,
     versions: Vec<Option<String>>,
 }
 
@@ -151,7 +153,7 @@ impl State {
         }
         self.versions[idx] = Some(o.resource_version.clone());
         match o.files {
-            Ok(f) => self.files[idx] = Some(f),
+            Ok(f) => self.files[idx] = Some(Arc::new(f)),
             Err(e) => log::error(
                 &format!("{obj}: refused: {e}; keeping the last files"),
                 &[("resource_version", &o.resource_version)],
@@ -159,12 +161,15 @@ impl State {
         }
     }
 
-    /// Every object's files, once each object has been seen.
-    fn complete(&self, objects: &[ObjectRef]) -> Option<Vec<(ObjectRef, Files)>> {
+    /// Every object's files, once each object has been seen (lent, not copied).
+    fn complete<'a>(
+        &'a self,
+        objects: &'a [ObjectRef],
+    ) -> Option<Vec<(&'a ObjectRef, &'a Arc<Files>)>> {
         objects
             .iter()
             .zip(&self.files)
-            .map(|(o, f)| f.as_ref().map(|f| (o.clone(), f.clone())))
+            .map(|(o, f)| f.as_ref().map(|f| (o, f)))
             .collect()
     }
 }
@@ -233,7 +238,7 @@ fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
             Err(e) if e.starts_with("write:") => {
                 METRICS.error(ErrorKind::Write);
                 let delay = retry.next_delay();
-                log::error(&e, &[("retry_in", &format!("{:.1}s", delay.as_secs_f64()))]);
+                log::error(&e, &[("retry_in", &tenths(delay))]);
                 retry_at = Some(Instant::now() + delay);
             }
             Err(e) => {
@@ -421,7 +426,7 @@ fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
     };
     log::warn(
         &format!("{obj}: {op}: {e}{hint}"),
-        &[("retry_in", &format!("{:.1}s", delay.as_secs_f64()))],
+        &[("retry_in", &tenths(delay))],
     );
     std::thread::sleep(delay);
 }
@@ -429,7 +434,7 @@ fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
 /// Where snapshots go: the directory, or stdout for `-dry-run`.
 enum Sink {
     Disk(Writer),
-    DryRun(Option<Files>),
+    DryRun(Option<Arc<Files>>),
 }
 
 impl Sink {
@@ -452,19 +457,26 @@ impl Sink {
         Ok(Sink::Disk(w))
     }
 
-    fn last(&self) -> Result<Option<Files>, String> {
-        match self {
-            Sink::Disk(w) => w.current().map_err(|e| format!("write: {e}")),
-            Sink::DryRun(last) => Ok(last.clone()),
-        }
-    }
-
     /// Merges, checks and writes. Errors starting with "write:" are worth retrying.
-    fn apply(&mut self, cfg: &Config, all: &[(ObjectRef, Files)]) -> Result<Outcome, String> {
-        let merged = merge(all)?;
+    ///
+    /// One object's files are written and kept by the writer as they are, shared with the
+    /// state (never copied); several objects' are merged into a new set. The last snapshot
+    /// is only lent for the check.
+    fn apply(
+        &mut self,
+        cfg: &Config,
+        all: &[(&ObjectRef, &Arc<Files>)],
+    ) -> Result<Outcome, String> {
+        let merged = merged(all)?;
         if !cfg.allow_empty_resources {
-            if let Some(last) = self.last()? {
-                guard_empty_resources(&last, &merged)?;
+            match self {
+                Sink::Disk(w) => {
+                    if let Some(last) = w.current_files().map_err(|e| format!("write: {e}"))? {
+                        guard_empty_resources(&last, &merged)?;
+                    }
+                }
+                Sink::DryRun(Some(last)) => guard_empty_resources(last, &merged)?,
+                Sink::DryRun(None) => {}
             }
         }
         let names = all
@@ -474,7 +486,7 @@ impl Sink {
             .join(",");
         match self {
             Sink::DryRun(last) => {
-                if last.as_ref() == Some(&merged) {
+                if last.as_deref() == Some(&*merged) {
                     return Ok(Outcome::Unchanged);
                 }
                 print_dry_run(&merged);
@@ -483,7 +495,7 @@ impl Sink {
             }
             Sink::Disk(w) => {
                 let _guard = write_lock().lock().unwrap_or_else(|p| p.into_inner());
-                let outcome = w.write(&merged).map_err(|e| format!("write: {e}"))?;
+                let outcome = w.write_shared(merged).map_err(|e| format!("write: {e}"))?;
                 match &outcome {
                     Outcome::Written { bytes, .. } => METRICS.snapshot_written(*bytes),
                     Outcome::Unchanged => METRICS.mark_snapshot_on_disk(),
@@ -515,12 +527,30 @@ impl Sink {
     }
 }
 
+/// The snapshot to write: one object's files shared as they are (after the key checks of
+/// [`merge`]), several objects' merged into a new set.
+fn merged(all: &[(&ObjectRef, &Arc<Files>)]) -> Result<Arc<Files>, String> {
+    match all {
+        [(obj, files)] => {
+            for key in files.keys() {
+                snapshot::validate_key(key).map_err(|e| format!("{obj}: refused: {e}"))?;
+            }
+            Ok(Arc::clone(files))
+        }
+        _ => {
+            let lent: Vec<(&ObjectRef, &Files)> = all.iter().map(|(o, f)| (*o, &***f)).collect();
+            merge(&lent).map(Arc::new)
+        }
+    }
+}
+
 /// Merges the objects' files into one set; a key in two objects is refused, naming both.
-pub fn merge(all: &[(ObjectRef, Files)]) -> Result<Files, String> {
+pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<Files, String> {
     let mut out = Files::new();
     let mut owner: BTreeMap<&str, &ObjectRef> = BTreeMap::new();
     for (obj, files) in all {
-        for (key, bytes) in files {
+        let obj: &ObjectRef = obj.borrow();
+        for (key, bytes) in files.borrow() {
             snapshot::validate_key(key).map_err(|e| format!("{obj}: refused: {e}"))?;
             if let Some(first) = owner.insert(key, obj) {
                 return Err(format!(
@@ -538,7 +568,11 @@ pub fn merge(all: &[(ObjectRef, Files)]) -> Result<Files, String> {
 pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), String> {
     for (key, old) in last {
         let Some(new) = next.get(key) else { continue };
-        if carries_listeners_or_clusters(old) && !carries_listeners_or_clusters(new) {
+        // Same bytes, same answer: only a changed file can lose its resources.
+        if !snapshot::same_bytes(old, new)
+            && carries_listeners_or_clusters(old)
+            && !carries_listeners_or_clusters(new)
+        {
             return Err(format!(
                 "key {key:?}: update refused: it carried Listener or Cluster resources and would carry none, which makes Envoy remove them all (use -allow-empty-resources to allow it); keeping the last files"
             ));
@@ -548,24 +582,53 @@ pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), String> {
 }
 
 /// A sniff, not a YAML parser: a `resources` key and a Listener or Cluster type URL
-/// outside YAML comments (`#` at the start of a line or after white space).
+/// outside YAML comments (`#` at the start of a line or after white space). Stops at the
+/// first occurrence of each in code, so a typical xDS file is decided in its first lines;
+/// otherwise one pass per needle over the content.
 fn carries_listeners_or_clusters(content: &[u8]) -> bool {
-    let (mut resources, mut typed) = (false, false);
-    for line in content.split(|b| *b == b'\n') {
-        let code = match line
-            .iter()
-            .enumerate()
-            .position(|(i, b)| *b == b'#' && (i == 0 || line[i - 1].is_ascii_whitespace()))
-        {
-            Some(i) => &line[..i],
-            None => line,
-        };
-        let has = |needle: &[u8]| code.windows(needle.len()).any(|w| w == needle);
-        resources |= has(b"resources");
-        typed |= has(b"type.googleapis.com/envoy.config.listener.v3.Listener")
-            || has(b"type.googleapis.com/envoy.config.cluster.v3.Cluster");
+    in_code(content, b"resources", |_| true)
+        && in_code(content, b"type.googleapis.com/envoy.config.", |rest| {
+            rest.starts_with(b"listener.v3.Listener") || rest.starts_with(b"cluster.v3.Cluster")
+        })
+}
+
+/// Whether `needle` (which holds neither '\n' nor '#') occurs before the comment of its
+/// line, followed by bytes that `then` accepts. An occurrence is in code when no comment
+/// starts before it on its line (none can start inside it: it holds no '#'). Linear: the
+/// search, the line starts and the comment starts each look at every byte once.
+fn in_code(content: &[u8], needle: &[u8], then: impl Fn(&[u8]) -> bool) -> bool {
+    let (mut from, mut line_start, mut checked) = (0, 0, 0);
+    while let Some(at) = content
+        .get(from..)
+        .and_then(|rest| snapshot::find_bytes(rest, needle))
+        .map(|i| from + i)
+    {
+        // content[line_start..checked] is known to hold no comment start.
+        let unseen = content.get(checked..at).unwrap_or_default();
+        if let Some(nl) = unseen.iter().rposition(|&b| b == b'\n') {
+            line_start = checked + nl + 1;
+        }
+        let comment = (checked.max(line_start)..at).any(|i| {
+            content.get(i) == Some(&b'#')
+                && (i == line_start || content.get(i - 1).is_some_and(u8::is_ascii_whitespace))
+        });
+        if comment {
+            // The rest of the line is comment too: go on from the next line.
+            let nl = content
+                .get(at..)
+                .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
+            match nl {
+                Some(nl) => (from, line_start, checked) = (at + nl + 1, at + nl + 1, at + nl + 1),
+                None => return false,
+            }
+            continue;
+        }
+        if then(content.get(at + needle.len()..).unwrap_or_default()) {
+            return true;
+        }
+        (from, checked) = (at + 1, at);
     }
-    resources && typed
+    false
 }
 
 fn print_dry_run(files: &Files) {
@@ -582,10 +645,29 @@ fn print_dry_run(files: &Files) {
     let _ = stdout.flush();
 }
 
+/// A delay for the log in seconds with one decimal (`1.2s`), formatted with integers only,
+/// which keeps the float formatter out of the static binary (about 14 KB).
+fn tenths(d: Duration) -> String {
+    let ms = d.as_millis();
+    format!("{}.{}s", ms / 1000, ms % 1000 / 100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kube::Kind;
+
+    #[test]
+    fn tenths_formats_log_delays() {
+        for (ms, want) in [
+            (0, "0.0s"),
+            (99, "0.0s"),
+            (1_250, "1.2s"),
+            (61_990, "61.9s"),
+        ] {
+            assert_eq!(tenths(Duration::from_millis(ms)), want, "{ms} ms");
+        }
+    }
 
     fn obj(name: &str) -> ObjectRef {
         ObjectRef {
@@ -600,6 +682,102 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect()
+    }
+
+    /// The sniff line by line, as simple as it can be written: what the fast one must match.
+    fn carries_reference(content: &[u8]) -> bool {
+        let (mut resources, mut typed) = (false, false);
+        for line in content.split(|b| *b == b'\n') {
+            let code = match line
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b == b'#' && (i == 0 || line[i - 1].is_ascii_whitespace()))
+            {
+                Some(i) => &line[..i],
+                None => line,
+            };
+            let has = |needle: &[u8]| code.windows(needle.len()).any(|w| w == needle);
+            resources |= has(b"resources");
+            typed |= has(b"type.googleapis.com/envoy.config.listener.v3.Listener")
+                || has(b"type.googleapis.com/envoy.config.cluster.v3.Cluster");
+        }
+        resources && typed
+    }
+
+    #[test]
+    fn the_sniff_matches_the_line_by_line_reading() {
+        let pieces: &[&[u8]] = &[
+            b"resources",
+            b"resources: []",
+            b"type.googleapis.com/envoy.config.",
+            b"type.googleapis.com/envoy.config.listener.v3.Listener",
+            b"type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            b"type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            b"listener.v3.Listener",
+            b"cluster.v3.Cluster",
+            b"#",
+            b" #",
+            b"a#",
+            b" ",
+            b"\t",
+            b"\n",
+            b"\r\n",
+            b"x",
+            b"\"@type\": ",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut yes, mut no) = (0, 0);
+        for _ in 0..20_000 {
+            let mut content = Vec::new();
+            for _ in 0..next() % 12 {
+                content.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let want = carries_reference(&content);
+            assert_eq!(
+                carries_listeners_or_clusters(&content),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&content)
+            );
+            if want {
+                yes += 1;
+            } else {
+                no += 1;
+            }
+        }
+        // Both answers were exercised.
+        assert!(yes > 100 && no > 100, "{yes} {no}");
+    }
+
+    #[test]
+    fn one_object_is_shared_several_are_merged() {
+        let (a, b) = (obj("a"), obj("b"));
+        let fa = Arc::new(files(&[("lds.yaml", "1")]));
+        let fb = Arc::new(files(&[("cds.yaml", "2")]));
+        let one = merged(&[(&a, &fa)]).unwrap();
+        assert!(Arc::ptr_eq(&one, &fa));
+        let two = merged(&[(&a, &fa), (&b, &fb)]).unwrap();
+        assert_eq!(*two, files(&[("lds.yaml", "1"), ("cds.yaml", "2")]));
+        // The same checks either way.
+        let bad = Arc::new(files(&[("../x", "1")]));
+        for all in [vec![(&a, &bad)], vec![(&b, &fb), (&a, &bad)]] {
+            let e = merged(&all).unwrap_err();
+            assert!(
+                e.starts_with("configmap ns/a: refused: key \"../x\""),
+                "{e}"
+            );
+        }
+        let e = merged(&[(&a, &fa), (&b, &fa)]).unwrap_err();
+        assert!(
+            e.contains("is in both configmap ns/a and configmap ns/b"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -685,9 +863,9 @@ mod tests {
         assert_eq!(s.complete(&objs).unwrap().len(), 2);
         // refused content keeps the last good files
         s.upsert(&objs[1], 1, o("3", Err("bad".into())));
-        assert_eq!(s.complete(&objs).unwrap()[1].1, files(&[("j", "w")]));
+        assert_eq!(**s.complete(&objs).unwrap()[1].1, files(&[("j", "w")]));
         // not found after being seen: kept
         s.listed(&objs[0], 0, None);
-        assert_eq!(s.complete(&objs).unwrap()[0].1, files(&[("k", "v")]));
+        assert_eq!(**s.complete(&objs).unwrap()[0].1, files(&[("k", "v")]));
     }
 }

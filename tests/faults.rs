@@ -242,6 +242,9 @@ fn tls_failure_then_a_rotated_ca_bundle() {
     args[i + 1] = sa.join("ca.crt").display().to_string();
     let l = start(&tmp, &args);
     converges(&l, &out, &[("k", "0")]);
+    // The files come from the list; the watch that follows must be open before it is
+    // dropped, or it would start after the drop and deliver the next change.
+    assert!(emu.wait_for(|e| e.open_watches() == 1, T), "{}", l.log());
 
     // the server now presents a certificate from another CA: refused, files kept
     emu.set_fault(Fault::TlsHandshakeFailure(true));
