@@ -8,6 +8,7 @@ mod emulator;
 use common::*;
 use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
@@ -19,31 +20,20 @@ fn emu() -> Emulator {
     })
 }
 
-/// `-watch` args with short timeouts for tests.
-fn watch_args(
-    url: &str,
-    token: &std::path::Path,
-    out: &std::path::Path,
-    cms: &[&str],
-) -> Vec<String> {
+/// The loader's args for the emulator at `url`, then `flags`, then `-output-dir out`.
+fn loader_args(url: &str, token: &Path, out: &Path, flags: &[&str]) -> Vec<String> {
     let mut a = api_args(url, token);
-    for cm in cms {
-        a.push("-configmap".into());
-        a.push(cm.to_string());
-    }
-    a.extend(
-        [
-            "-namespace",
-            "default",
-            "-watch",
-            "-watch-timeout",
-            "3s",
-            "-output-dir",
-        ]
-        .map(String::from),
-    );
+    a.extend(flags.iter().map(|s| s.to_string()));
+    a.push("-output-dir".into());
     a.push(out.display().to_string());
     a
+}
+
+/// `-watch` args with short timeouts for tests.
+fn watch_args(url: &str, token: &Path, out: &Path, cms: &[&str]) -> Vec<String> {
+    let mut flags: Vec<&str> = cms.iter().flat_map(|cm| ["-configmap", cm]).collect();
+    flags.extend(["-namespace", "default", "-watch", "-watch-timeout", "3s"]);
+    loader_args(url, token, out, &flags)
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -61,19 +51,12 @@ fn onetime_writes_every_key_and_exits_0() {
     let tmp = TempDir::new("onetime");
     let token = write_token(&tmp, TOKEN);
     let out = tmp.join("out");
-    let mut a = api_args(&emu.url(), &token);
-    a.extend(
-        [
-            "-configmap",
-            "envoy",
-            "-namespace",
-            "default",
-            "-onetime",
-            "-output-dir",
-        ]
-        .map(String::from),
+    let a = loader_args(
+        &emu.url(),
+        &token,
+        &out,
+        &["-configmap", "envoy", "-namespace", "default", "-onetime"],
     );
-    a.push(out.display().to_string());
     let mut l = Loader::start(&tmp, &strs(&a));
     let status = l.wait(T).expect("exits");
     assert!(status.success(), "{status:?}\n{}", l.log());
@@ -252,9 +235,12 @@ fn binary_data_is_written_byte_for_byte() {
     let tmp = TempDir::new("binary");
     let token = write_token(&tmp, TOKEN);
     let out = tmp.join("out");
-    let mut a = api_args(&emu.url(), &token);
-    a.extend(["-configmap", "default/bin", "-onetime", "-output-dir"].map(String::from));
-    a.push(out.display().to_string());
+    let a = loader_args(
+        &emu.url(),
+        &token,
+        &out,
+        &["-configmap", "default/bin", "-onetime"],
+    );
     let mut l = Loader::start(&tmp, &strs(&a));
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     let snap = read_snapshot(&out);
@@ -535,7 +521,7 @@ fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
     );
     let long = "k".repeat(300);
     let hostile = [
-        r#"{"data":{"good":"2","../x":"evil"}}"#.to_string(),
+        r#"{"data":{"good":"2","../escaped-key":"evil"}}"#.to_string(),
         r#"{"data":{"good":"2","..data":"evil"}}"#.to_string(),
         r#"{"data":{"good":"2","a/b":"evil"}}"#.to_string(),
         r#"{"data":{"good":"2",".":"evil"}}"#.to_string(),
@@ -561,7 +547,11 @@ fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
     }
     let log = l.log();
     assert!(log.contains("configmap default/envoy: refused"), "{log}");
-    assert!(!tmp.join("x").exists() && !tmp.path().parent().unwrap().join("x").exists());
+    // "../escaped-key" would land beside the output directory, or one level further up
+    assert!(
+        !tmp.join("escaped-key").exists()
+            && !tmp.path().parent().unwrap().join("escaped-key").exists()
+    );
     // the next good update is applied
     emu.apply("default", "envoy", &[("good", "3")]);
     assert!(
@@ -582,20 +572,19 @@ fn dry_run_prints_and_touches_nothing() {
     let tmp = TempDir::new("dry");
     let token = write_token(&tmp, TOKEN);
     let out = tmp.join("out");
-    let mut a = api_args(&emu.url(), &token);
-    a.extend(
-        [
+    let a = loader_args(
+        &emu.url(),
+        &token,
+        &out,
+        &[
             "-configmap",
             "envoy",
             "-namespace",
             "default",
             "-onetime",
             "-dry-run",
-            "-output-dir",
-        ]
-        .map(String::from),
+        ],
     );
-    a.push(out.display().to_string());
     let mut l = Loader::start(&tmp, &strs(&a));
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     assert_eq!(
@@ -615,20 +604,13 @@ fn plain_http_like_kubectl_proxy() {
     let tmp = TempDir::new("http");
     let token = write_token(&tmp, TOKEN);
     let out = tmp.join("out");
-    let mut a = api_args(&emu.url(), &token);
     assert!(emu.url().starts_with("http://"));
-    a.extend(
-        [
-            "-configmap",
-            "envoy",
-            "-namespace",
-            "default",
-            "-onetime",
-            "-output-dir",
-        ]
-        .map(String::from),
+    let a = loader_args(
+        &emu.url(),
+        &token,
+        &out,
+        &["-configmap", "envoy", "-namespace", "default", "-onetime"],
     );
-    a.push(out.display().to_string());
     let mut l = Loader::start(&tmp, &strs(&a));
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     assert_eq!(read_text(&out), text(&[("k", "v")]));
@@ -701,20 +683,19 @@ fn poll_mode_rewrites_only_on_change() {
     let tmp = TempDir::new("poll");
     let token = write_token(&tmp, TOKEN);
     let out = tmp.join("out");
-    let mut a = api_args(&emu.url(), &token);
-    a.extend(
-        [
+    let a = loader_args(
+        &emu.url(),
+        &token,
+        &out,
+        &[
             "-configmap",
             "envoy",
             "-namespace",
             "default",
             "-sync-interval",
             "200ms",
-            "-output-dir",
-        ]
-        .map(String::from),
+        ],
     );
-    a.push(out.display().to_string());
     let l = Loader::start(&tmp, &strs(&a));
     assert!(
         wait_until(T, || read_text(&out) == text(&[("k", "1")])),
@@ -746,9 +727,11 @@ fn secrets_are_decoded_and_merged_with_configmaps() {
     let tmp = TempDir::new("secret");
     let token = write_token(&tmp, TOKEN);
     let out = tmp.join("out");
-    let mut a = api_args(&emu.url(), &token);
-    a.extend(
-        [
+    let a = loader_args(
+        &emu.url(),
+        &token,
+        &out,
+        &[
             "-configmap",
             "envoy",
             "-secret",
@@ -756,11 +739,8 @@ fn secrets_are_decoded_and_merged_with_configmaps() {
             "-namespace",
             "default",
             "-onetime",
-            "-output-dir",
-        ]
-        .map(String::from),
+        ],
     );
-    a.push(out.display().to_string());
     let mut l = Loader::start(&tmp, &strs(&a));
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     let snap = read_snapshot(&out);
