@@ -435,12 +435,6 @@ impl Writer {
         self.write_given(Given::Borrowed(files))
     }
 
-    /// [`write`](Writer::write), keeping `files` as the cached current snapshot instead of
-    /// a copy of them (for large snapshots: no second copy in memory, no copying time).
-    pub fn write_owned(&mut self, files: Files) -> Result<Outcome, Error> {
-        self.write_given(Given::Shared(Arc::new(files)))
-    }
-
     /// [`write`](Writer::write), keeping a share of `files` as the cached current snapshot:
     /// a caller that keeps the same files too holds them once in memory, not twice.
     pub fn write_shared(&mut self, files: Arc<Files>) -> Result<Outcome, Error> {
@@ -1585,7 +1579,7 @@ mod tests {
         assert!(w.current_files().unwrap().is_none());
         let v1 = files(&[("lds.yaml", LDS), ("cds.yaml", CDS)]);
         assert!(matches!(
-            w.write_owned(v1.clone()).unwrap(),
+            w.write_shared(Arc::new(v1.clone())).unwrap(),
             Outcome::Written { .. }
         ));
         // The cached snapshot is lent, not copied; a fresh writer reads it from disk.
@@ -1594,10 +1588,13 @@ mod tests {
             matches!(Writer::new(&dir).current_files().unwrap(), Some(Cow::Owned(f)) if f == v1)
         );
         // Unchanged content through either entry point touches nothing.
-        assert_eq!(w.write_owned(v1.clone()).unwrap(), Outcome::Unchanged);
+        assert_eq!(
+            w.write_shared(Arc::new(v1.clone())).unwrap(),
+            Outcome::Unchanged
+        );
         assert_eq!(w.write(&v1).unwrap(), Outcome::Unchanged);
         let v2 = files(&[("lds.yaml", LDS), ("cds.yaml", b"resources: []\n")]);
-        let Outcome::Written { changed, .. } = w.write_owned(v2.clone()).unwrap() else {
+        let Outcome::Written { changed, .. } = w.write_shared(Arc::new(v2.clone())).unwrap() else {
             panic!("not written")
         };
         assert_eq!(changed, ["cds.yaml"]);

@@ -81,7 +81,7 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     match sink.apply(cfg, &all) {
         Ok(_) => 0,
         Err(e) => {
-            log::error(&e, &[]);
+            log::error(&e.to_string(), &[]);
             1
         }
     }
@@ -102,12 +102,7 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
         }
         if let Some(all) = state.complete(&cfg.objects) {
             if let Err(e) = sink.apply(cfg, &all) {
-                METRICS.error(if e.starts_with("write:") {
-                    ErrorKind::Write
-                } else {
-                    ErrorKind::Refused
-                });
-                log::error(&e, &[]);
+                log::error(&e.to_string(), &[]);
             }
         }
         std::thread::sleep(rng.scale(cfg.sync_interval, 0.95, 1.05));
@@ -209,12 +204,10 @@ fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
         if first.is_none() && retry_at.is_none() {
             return; // every reflector is gone
         }
-        let mut changed = false;
         for msg in first
             .into_iter()
             .chain(std::iter::from_fn(|| rx.try_recv().ok()))
         {
-            changed = true;
             match msg {
                 Msg::Listed(idx, object) => state.listed(&cfg.objects[idx], idx, object),
                 Msg::Upsert(idx, o) => state.upsert(&cfg.objects[idx], idx, o),
@@ -224,9 +217,6 @@ fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
                 ),
             }
         }
-        if !changed && retry_at.is_none() {
-            continue;
-        }
         let Some(all) = state.complete(&cfg.objects) else {
             continue;
         };
@@ -235,16 +225,14 @@ fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
                 retry.reset();
                 retry_at = None;
             }
-            Err(e) if e.starts_with("write:") => {
-                METRICS.error(ErrorKind::Write);
+            Err(e @ ApplyError::Write(_)) => {
                 let delay = retry.next_delay();
-                log::error(&e, &[("retry_in", &tenths(delay))]);
+                log::error(&e.to_string(), &[("retry_in", &tenths(delay))]);
                 retry_at = Some(Instant::now() + delay);
             }
-            Err(e) => {
-                // Refused content: nothing to retry until the objects change.
-                METRICS.error(ErrorKind::Refused);
-                log::error(&e, &[]);
+            Err(e @ ApplyError::Refused(_)) => {
+                // Nothing to retry until the objects change.
+                log::error(&e.to_string(), &[]);
                 retry_at = None;
             }
         }
@@ -431,6 +419,25 @@ fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
     std::thread::sleep(delay);
 }
 
+/// Why a snapshot was not written.
+#[derive(Debug)]
+enum ApplyError {
+    /// The content: a bad key, a collision, an emptied Listener/Cluster file. Nothing to
+    /// retry until the objects change.
+    Refused(String),
+    /// The disk: worth retrying with backoff.
+    Write(String),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Refused(m) => f.write_str(m),
+            ApplyError::Write(m) => write!(f, "write: {m}"),
+        }
+    }
+}
+
 /// Where snapshots go: the directory, or stdout for `-dry-run`.
 enum Sink {
     Disk(Writer),
@@ -457,7 +464,7 @@ impl Sink {
         Ok(Sink::Disk(w))
     }
 
-    /// Merges, checks and writes. Errors starting with "write:" are worth retrying.
+    /// Merges, checks and writes; counts a failure by its kind.
     ///
     /// One object's files are written and kept by the writer as they are, shared with the
     /// state (never copied); several objects' are merged into a new set. The last snapshot
@@ -466,16 +473,34 @@ impl Sink {
         &mut self,
         cfg: &Config,
         all: &[(&ObjectRef, &Arc<Files>)],
-    ) -> Result<Outcome, String> {
-        let merged = merged(all)?;
+    ) -> Result<Outcome, ApplyError> {
+        let result = self.apply_uncounted(cfg, all);
+        if let Err(e) = &result {
+            METRICS.error(match e {
+                ApplyError::Refused(_) => ErrorKind::Refused,
+                ApplyError::Write(_) => ErrorKind::Write,
+            });
+        }
+        result
+    }
+
+    fn apply_uncounted(
+        &mut self,
+        cfg: &Config,
+        all: &[(&ObjectRef, &Arc<Files>)],
+    ) -> Result<Outcome, ApplyError> {
+        let write_error = |e: snapshot::Error| ApplyError::Write(e.to_string());
+        let merged = merged(all).map_err(ApplyError::Refused)?;
         if !cfg.allow_empty_resources {
             match self {
                 Sink::Disk(w) => {
-                    if let Some(last) = w.current_files().map_err(|e| format!("write: {e}"))? {
-                        guard_empty_resources(&last, &merged)?;
+                    if let Some(last) = w.current_files().map_err(write_error)? {
+                        guard_empty_resources(&last, &merged).map_err(ApplyError::Refused)?;
                     }
                 }
-                Sink::DryRun(Some(last)) => guard_empty_resources(last, &merged)?,
+                Sink::DryRun(Some(last)) => {
+                    guard_empty_resources(last, &merged).map_err(ApplyError::Refused)?
+                }
                 Sink::DryRun(None) => {}
             }
         }
@@ -495,31 +520,30 @@ impl Sink {
             }
             Sink::Disk(w) => {
                 let _guard = write_lock().lock().unwrap_or_else(|p| p.into_inner());
-                let outcome = w.write_shared(merged).map_err(|e| format!("write: {e}"))?;
+                let outcome = w.write_shared(merged).map_err(write_error)?;
                 match &outcome {
-                    Outcome::Written { bytes, .. } => METRICS.snapshot_written(*bytes),
                     Outcome::Unchanged => METRICS.mark_snapshot_on_disk(),
-                }
-                if let Outcome::Written {
-                    version,
-                    added,
-                    changed,
-                    removed,
-                    bytes,
-                } = &outcome
-                {
-                    log::info(
-                        "snapshot written",
-                        &[
-                            ("dir", &w.dir().display()),
-                            ("version", version),
-                            ("added", &added.join(",")),
-                            ("changed", &changed.join(",")),
-                            ("removed", &removed.join(",")),
-                            ("bytes", bytes),
-                            ("from", &names),
-                        ],
-                    );
+                    Outcome::Written {
+                        version,
+                        added,
+                        changed,
+                        removed,
+                        bytes,
+                    } => {
+                        METRICS.snapshot_written(*bytes);
+                        log::info(
+                            "snapshot written",
+                            &[
+                                ("dir", &w.dir().display()),
+                                ("version", version),
+                                ("added", &added.join(",")),
+                                ("changed", &changed.join(",")),
+                                ("removed", &removed.join(",")),
+                                ("bytes", bytes),
+                                ("from", &names),
+                            ],
+                        );
+                    }
                 }
                 Ok(outcome)
             }
@@ -531,12 +555,10 @@ impl Sink {
 /// [`merge`]), several objects' merged into a new set.
 fn merged(all: &[(&ObjectRef, &Arc<Files>)]) -> Result<Arc<Files>, String> {
     match all {
-        [(obj, files)] => {
-            for key in files.keys() {
-                snapshot::validate_key(key).map_err(|e| format!("{obj}: refused: {e}"))?;
-            }
-            Ok(Arc::clone(files))
-        }
+        [(obj, files)] => files
+            .keys()
+            .try_for_each(|key| check_key(obj, key))
+            .map(|()| Arc::clone(files)),
         _ => {
             let lent: Vec<(&ObjectRef, &Files)> = all.iter().map(|(o, f)| (*o, &***f)).collect();
             merge(&lent).map(Arc::new)
@@ -551,7 +573,7 @@ pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<F
     for (obj, files) in all {
         let obj: &ObjectRef = obj.borrow();
         for (key, bytes) in files.borrow() {
-            snapshot::validate_key(key).map_err(|e| format!("{obj}: refused: {e}"))?;
+            check_key(obj, key)?;
             if let Some(first) = owner.insert(key, obj) {
                 return Err(format!(
                     "key {key:?} is in both {first} and {obj}: update refused, keeping the last files"
@@ -561,6 +583,10 @@ pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<F
         }
     }
     Ok(out)
+}
+
+fn check_key(obj: &ObjectRef, key: &str) -> Result<(), String> {
+    snapshot::validate_key(key).map_err(|e| format!("{obj}: refused: {e}"))
 }
 
 /// Envoy treats an LDS or CDS file with no resources as "remove every listener / cluster".
