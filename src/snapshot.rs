@@ -35,7 +35,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A snapshot: key (file name) to content.
@@ -965,7 +965,8 @@ fn make_version_dir(fx: &mut Faults, dir: &Path) -> Result<(String, PathBuf), Er
             .and_then(|()| fs::DirBuilder::new().mode(DIR_MODE).create(&path))
         {
             Ok(()) => {
-                if let Err(e) = fs::set_permissions(&path, Permissions::from_mode(DIR_MODE)) {
+                let chmod = || fs::set_permissions(&path, Permissions::from_mode(DIR_MODE));
+                if let Err(e) = umask_strips_modes().then(chmod).unwrap_or(Ok(())) {
                     let _ = fs::remove_dir(&path);
                     return Err(err("chmod", path, e));
                 }
@@ -1006,6 +1007,22 @@ fn try_hard_link(fx: &mut Faults, src: &Path, dst: &Path, len: u64) -> bool {
     fx.gate().and_then(|()| fs::hard_link(src, dst)).is_ok()
 }
 
+/// Whether the process's umask would take bits from [`DIR_MODE`] or [`FILE_MODE`], so that
+/// they must be set again after creation (one chmod per directory and file). Read once from
+/// `/proc/self/status` (the loader never changes its umask); unknown counts as yes. The
+/// usual umask 022 takes nothing.
+fn umask_strips_modes() -> bool {
+    static STRIPS: OnceLock<bool> = OnceLock::new();
+    *STRIPS.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|m| u32::from_str_radix(m.trim(), 8).ok());
+        umask.is_none_or(|m| m & (DIR_MODE | FILE_MODE) != 0)
+    })
+}
+
 /// Step 4: a new file, 0644 whatever the umask.
 fn write_file(fx: &mut Faults, path: &Path, bytes: &[u8], fsync: bool) -> Result<(), Error> {
     let mut file = fx
@@ -1021,8 +1038,10 @@ fn write_file(fx: &mut Faults, path: &Path, bytes: &[u8], fsync: bool) -> Result
     fx.gate()
         .and_then(|()| file.write_all(bytes))
         .map_err(|e| err("write", path, e))?;
-    file.set_permissions(Permissions::from_mode(FILE_MODE))
-        .map_err(|e| err("chmod", path, e))?;
+    if umask_strips_modes() {
+        file.set_permissions(Permissions::from_mode(FILE_MODE))
+            .map_err(|e| err("chmod", path, e))?;
+    }
     if fsync {
         file.sync_all().map_err(|e| err("fsync", path, e))?;
     }
@@ -1113,12 +1132,17 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// A xorshift64 step over a seed from the time, the process id and a counter: enough to
 /// keep version names of one second apart, not for secrets.
+/// The process id, asked of the kernel once.
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = now().as_nanos() as u64;
-    let mut x =
-        nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut x = nanos ^ (u64::from(pid()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     // splitmix64 finalizer, so that close seeds give unrelated values.
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

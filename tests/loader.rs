@@ -8,6 +8,7 @@ mod emulator;
 use common::*;
 use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -752,4 +753,42 @@ fn secrets_are_decoded_and_merged_with_configmaps() {
         "listed as a Secret"
     );
     assert!(!l.log().contains("CERT"), "no content in the log");
+}
+
+#[test]
+fn modes_are_0755_and_0644_whatever_the_umask() {
+    // The writer skips its chmod calls when the umask takes nothing from these modes, and
+    // must not when it does.
+    let emu = emu();
+    emu.apply("default", "envoy", &[("lds.yaml", "listeners\n")]);
+    for umask in ["022", "077", "002", "000"] {
+        let tmp = TempDir::new("umask");
+        let token = write_token(&tmp, TOKEN);
+        let out = tmp.join("out");
+        let a = loader_args(
+            &emu.url(),
+            &token,
+            &out,
+            &["-configmap", "envoy", "-namespace", "default", "-onetime"],
+        );
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask \"$1\" && shift && exec \"$@\"")
+            .arg("sh")
+            .arg(umask)
+            .arg(BIN)
+            .args(&a)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run the loader under sh");
+        assert!(status.success(), "umask {umask}: {status:?}");
+        let version = out.join(data_target(&out).expect("a snapshot"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&version), 0o755, "umask {umask}: version directory");
+        assert_eq!(
+            mode(&version.join("lds.yaml")),
+            0o644,
+            "umask {umask}: file"
+        );
+    }
 }
