@@ -235,5 +235,8 @@ pub(crate) fn indent(text: &str) -> String {
 /// The text on one line: raw line breaks (only ever whitespace in valid JSON) become spaces,
 /// so an object fits in one watch event line.
 pub(crate) fn flatten_into(text: &str, out: &mut Vec<u8>) {
-    out.extend(text.bytes().map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+    out.extend(
+        text.bytes()
+            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
 }
