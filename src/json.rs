@@ -417,6 +417,7 @@ impl<'a> Parser<'a> {
         out.extend_from_slice(self.span(start, first)?);
         let mut stage = Stage::new(out);
         let mut at = first;
+        let mut sized = false;
         let end = loop {
             match input.get(at) {
                 Some(b'"') => break at,
@@ -425,8 +426,19 @@ impl<'a> Parser<'a> {
                 None => return Err(self.string_error(start, at, EOF)),
             }
             at = copy_plain(input, at, &mut stage);
+            // A large string (a ConfigMap's file) stops growing by doubling: each step
+            // would copy it again into fresh memory. The rest of the input bounds the rest
+            // of the string; memory reserved past its end is never written.
+            if !sized && stage.out.len() >= LARGE_STRING {
+                stage.out.reserve_exact(input.len() - at + STAGE);
+                sized = true;
+            }
         };
-        match String::from_utf8(stage.finish()) {
+        let mut bytes = stage.finish();
+        if sized && bytes.capacity() - bytes.len() > bytes.len() / 8 {
+            bytes.shrink_to_fit(); // far from the end of the input: one copy
+        }
+        match String::from_utf8(bytes) {
             Ok(text) => {
                 self.pos = end + 1;
                 Ok(Cow::Owned(text))
@@ -565,6 +577,9 @@ fn copy_plain(input: &[u8], mut at: usize, out: &mut Stage) -> usize {
     }
     at
 }
+
+/// From this length on, an escaped string is given room for the rest of the input at once.
+const LARGE_STRING: usize = 64 * 1024;
 
 /// Room on the stack for unescaped bytes on their way into a string.
 const STAGE: usize = 256;
@@ -732,6 +747,32 @@ mod tests {
                 "{doc}"
             );
         }
+    }
+
+    #[test]
+    fn large_escaped_strings_get_room_once_and_keep_little_slack() {
+        let body = "line\\n".repeat(30_000); // 180,000 raw bytes, 150,000 decoded
+        let want = "line\n".repeat(30_000);
+        // Last in the input: the room reserved is about the string itself.
+        let doc = format!("[\"{body}\"]");
+        let v = parse(doc.as_bytes()).unwrap();
+        let Some(Value::Str(Cow::Owned(text))) = v.as_array().and_then(|a| a.first()) else {
+            panic!("an owned string");
+        };
+        assert_eq!(*text, want);
+        assert!(text.capacity() <= body.len() + STAGE, "{}", text.capacity());
+        // Followed by much more input: the slack reserved is given back.
+        let doc = format!("[\"{body}\",\"{}\"]", "x".repeat(1 << 20));
+        let v = parse(doc.as_bytes()).unwrap();
+        let Some(Value::Str(Cow::Owned(text))) = v.as_array().and_then(|a| a.first()) else {
+            panic!("an owned string");
+        };
+        assert_eq!(*text, want);
+        assert!(
+            text.capacity() <= want.len() + want.len() / 8,
+            "{}",
+            text.capacity()
+        );
     }
 
     #[test]
