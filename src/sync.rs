@@ -4,13 +4,16 @@
 //! - poll (neither flag): list every object each `-sync-interval`, write when different.
 //! - `-watch`: one reflector thread per object (list, then watch from the list's version,
 //!   following every event's version, re-watching on a normal end, relisting on "too old",
-//!   backing off with jitter on errors) sends what it learns to the one writer loop, which
-//!   merges every object's last good files and writes a snapshot. Bursts are coalesced:
-//!   the writer drains every pending message before it writes.
+//!   backing off with jitter on errors) hands what it learns to the [`Engine`], which
+//!   merges every object's last good files and writes a snapshot on the reflector's own
+//!   thread: no hand-off to another thread to wake. Bursts are coalesced: a delivery that
+//!   finds another one waiting leaves the write to it. The thread that started the watch
+//!   retries failed writes on their backoff.
 //!
-//! Invariants: only the writer loop touches the disk, and it holds [`write_lock`] while it
-//! does; content that is refused (bad key, collision, an emptied Listener/Cluster file)
-//! never replaces the last good files; a deleted object keeps its last files.
+//! Invariants: only the engine touches the disk, one write at a time under its lock, and
+//! holds [`write_lock`] while it does; content that is refused (bad key, collision, an
+//! emptied Listener/Cluster file) never replaces the last good files; a deleted object
+//! keeps its last files.
 
 use crate::backoff::{Backoff, Rng};
 use crate::cli::{Config, Mode};
@@ -21,8 +24,8 @@ use crate::snapshot::{self, Files, Outcome, Writer};
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
@@ -50,7 +53,7 @@ pub fn run(cfg: &Config) -> i32 {
     match cfg.mode {
         Mode::OneTime => one_time(cfg, &client, &mut sink),
         Mode::Poll => poll(cfg, &client, &mut sink),
-        Mode::Watch => watch(cfg, client, &mut sink),
+        Mode::Watch => watch(cfg, client, sink),
     }
 }
 
@@ -109,7 +112,7 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     }
 }
 
-/// What the reflectors tell the writer loop.
+/// What the reflectors tell the engine.
 enum Msg {
     /// A list answer: the object, or None when it does not exist.
     Listed(usize, Option<kube::Object>),
@@ -169,72 +172,138 @@ impl State {
     }
 }
 
-fn watch(cfg: &Config, client: Arc<Client>, sink: &mut Sink) -> i32 {
-    let (tx, rx) = mpsc::channel();
+fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
+    let engine = Arc::new(Engine::new(cfg.clone(), sink));
     for (idx, obj) in cfg.objects.iter().enumerate() {
-        let (tx, client, obj) = (tx.clone(), client.clone(), obj.clone());
+        let (engine, client, obj) = (engine.clone(), client.clone(), obj.clone());
         let (sync_interval, watch_timeout) = (cfg.sync_interval, cfg.watch_timeout);
         let spawned = std::thread::Builder::new()
             .name(format!("watch-{idx}"))
-            .spawn(move || reflect(idx, obj, &client, sync_interval, watch_timeout, &tx));
+            .spawn(move || reflect(idx, obj, &client, sync_interval, watch_timeout, &engine));
         if let Err(e) = spawned {
             log::error("cannot start a watch thread", &[("err", &e)]);
             return 1;
         }
     }
-    drop(tx);
-    writer_loop(cfg, sink, &rx);
-    1
+    engine.tend()
 }
 
-/// Receives what the reflectors learn, and writes; retries a failed write with backoff.
-fn writer_loop(cfg: &Config, sink: &mut Sink, rx: &Receiver<Msg>) {
-    let mut state = State::new(cfg.objects.len());
-    let mut retry = Backoff::new(Rng::from_entropy());
-    let mut retry_at: Option<Instant> = None;
-    loop {
-        let first = match retry_at {
-            None => rx.recv().ok(),
-            Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
-        };
-        if first.is_none() && retry_at.is_none() {
-            return; // every reflector is gone
+/// The writing side of `-watch`: every object's last good files and the sink, behind one
+/// lock, used by the reflector threads and by the thread that retries failed writes.
+struct Engine {
+    cfg: Config,
+    writing: Mutex<Writing>,
+    /// Signalled on every delivery, for the retrying thread.
+    news: Condvar,
+    /// Deliveries waiting for the lock.
+    waiting: AtomicUsize,
+}
+
+struct Writing {
+    state: State,
+    sink: Sink,
+    retry: Backoff,
+    retry_at: Option<Instant>,
+}
+
+impl Engine {
+    fn new(cfg: Config, sink: Sink) -> Engine {
+        Engine {
+            writing: Mutex::new(Writing {
+                state: State::new(cfg.objects.len()),
+                sink,
+                retry: Backoff::new(Rng::from_entropy()),
+                retry_at: None,
+            }),
+            cfg,
+            news: Condvar::new(),
+            waiting: AtomicUsize::new(0),
         }
-        for msg in first
-            .into_iter()
-            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
-        {
-            match msg {
-                Msg::Listed(idx, object) => state.listed(&cfg.objects[idx], idx, object),
-                Msg::Upsert(idx, o) => state.upsert(&cfg.objects[idx], idx, o),
-                Msg::Deleted(idx) => log::warn(
-                    &format!("{}: deleted; keeping its last files", cfg.objects[idx]),
-                    &[],
-                ),
-            }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writing> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes what a reflector learned and writes the result, unless another delivery is
+    /// already waiting for the lock: that one writes both.
+    fn deliver(&self, msg: Msg) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut w = self.lock();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let objects = &self.cfg.objects;
+        match msg {
+            Msg::Listed(idx, object) => w.state.listed(&objects[idx], idx, object),
+            Msg::Upsert(idx, o) => w.state.upsert(&objects[idx], idx, o),
+            Msg::Deleted(idx) => log::warn(
+                &format!("{}: deleted; keeping its last files", objects[idx]),
+                &[],
+            ),
         }
-        let Some(all) = state.complete(&cfg.objects) else {
-            continue;
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            self.write(&mut w);
+        }
+        drop(w);
+        self.news.notify_one();
+    }
+
+    /// Writes every object's files once each has been seen; a failed write is retried on
+    /// a backoff by [`tend`](Engine::tend), a refused one waits for the objects to change.
+    fn write(&self, w: &mut Writing) {
+        let Writing {
+            state,
+            sink,
+            retry,
+            retry_at,
+            ..
+        } = w;
+        let Some(all) = state.complete(&self.cfg.objects) else {
+            return;
         };
-        match sink.apply(cfg, &all) {
+        match sink.apply(&self.cfg, &all) {
             Ok(_) => {
                 retry.reset();
-                retry_at = None;
+                *retry_at = None;
             }
             Err(e @ ApplyError::Write(_)) => {
                 let delay = retry.next_delay();
                 log::error(&e.to_string(), &[("retry_in", &tenths(delay))]);
-                retry_at = Some(Instant::now() + delay);
+                *retry_at = Some(Instant::now() + delay);
             }
             Err(e @ ApplyError::Refused(_)) => {
-                // Nothing to retry until the objects change.
                 log::error(&e.to_string(), &[]);
-                retry_at = None;
+                *retry_at = None;
             }
+        }
+    }
+
+    /// Retries failed writes when their backoff is due. Never returns.
+    fn tend(&self) -> ! {
+        let mut w = self.lock();
+        loop {
+            let now = Instant::now();
+            w = match w.retry_at {
+                Some(t) if now >= t => {
+                    self.write(&mut w);
+                    continue;
+                }
+                Some(t) => self.wait(w, Some(t - now)),
+                None => self.wait(w, None),
+            };
+        }
+    }
+
+    fn wait<'a>(
+        &self,
+        w: MutexGuard<'a, Writing>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Writing> {
+        match timeout {
+            Some(t) => match self.news.wait_timeout(w, t) {
+                Ok((w, _)) => w,
+                Err(p) => p.into_inner().0,
+            },
+            None => self.news.wait(w).unwrap_or_else(|p| p.into_inner()),
         }
     }
 }
@@ -246,8 +315,8 @@ fn reflect(
     client: &Client,
     sync_interval: Duration,
     watch_timeout: Duration,
-    tx: &Sender<Msg>,
-) {
+    engine: &Engine,
+) -> ! {
     let mut backoff = Backoff::new(Rng::from_entropy());
     let mut rng = Rng::from_entropy();
     let mut lists = 0u64;
@@ -268,9 +337,7 @@ fn reflect(
         };
         let mut version = listed.resource_version;
         let mut object_version = listed.object.as_ref().map(|o| o.resource_version.clone());
-        if tx.send(Msg::Listed(idx, listed.object)).is_err() {
-            return;
-        }
+        engine.deliver(Msg::Listed(idx, listed.object));
         let next_check = |rng: &mut Rng| {
             (!sync_interval.is_zero()).then(|| Instant::now() + rng.scale(sync_interval, 0.9, 1.1))
         };
@@ -332,17 +399,13 @@ fn reflect(
                         events += 1;
                         version = o.resource_version.clone();
                         object_version = Some(o.resource_version.clone());
-                        if tx.send(Msg::Upsert(idx, o)).is_err() {
-                            return;
-                        }
+                        engine.deliver(Msg::Upsert(idx, o));
                     }
                     Ok(Some(Event::Deleted { resource_version })) => {
                         events += 1;
                         version = resource_version;
                         object_version = None;
-                        if tx.send(Msg::Deleted(idx)).is_err() {
-                            return;
-                        }
+                        engine.deliver(Msg::Deleted(idx));
                     }
                     Ok(Some(Event::Bookmark { resource_version }))
                     | Ok(Some(Event::Ignored { resource_version })) => {
