@@ -3,10 +3,12 @@
 //!
 //! The library holds every part; `main.rs` only wires them. Cores are pure (`http` framing,
 //! `json`, `base64`, the `snapshot` planner, `cli` parsing); thin layers do the I/O
-//! (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `signal`).
+//! (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `signal`); `alloc` is
+//! the allocator the binary registers.
 //! See README.md, section "Architecture", for the codemap and the invariants.
 #![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod backoff;
 pub mod base64;
 pub mod cli;

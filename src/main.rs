@@ -9,6 +9,10 @@ use envoy_xds_configmap_loader::{health, log, signal, sync};
 use std::path::Path;
 use std::sync::mpsc;
 
+/// The system allocator plus a cache of freed large blocks (see `alloc`).
+#[global_allocator]
+static GLOBAL: envoy_xds_configmap_loader::alloc::Reuse = envoy_xds_configmap_loader::alloc::Reuse;
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 enum Exit {

@@ -188,6 +188,9 @@ fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
     engine.tend()
 }
 
+/// How long the engine waits without news before it trims the allocator's cache.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
+
 /// The writing side of `-watch`: every object's last good files and the sink, behind one
 /// lock, used by the reflector threads and by the thread that retries failed writes.
 struct Engine {
@@ -204,6 +207,8 @@ struct Writing {
     sink: Sink,
     retry: Backoff,
     retry_at: Option<Instant>,
+    /// Counts deliveries, so that a quiet spell is trimmed once.
+    delivered: u64,
 }
 
 impl Engine {
@@ -214,6 +219,7 @@ impl Engine {
                 sink,
                 retry: Backoff::new(Rng::from_entropy()),
                 retry_at: None,
+                delivered: 0,
             }),
             cfg,
             news: Condvar::new(),
@@ -240,6 +246,7 @@ impl Engine {
                 &[],
             ),
         }
+        w.delivered += 1;
         if self.waiting.load(Ordering::SeqCst) == 0 {
             self.write(&mut w);
         }
@@ -277,8 +284,10 @@ impl Engine {
         }
     }
 
-    /// Retries failed writes when their backoff is due. Never returns.
+    /// Retries failed writes when their backoff is due, and hands the allocator's kept
+    /// blocks back after a quiet spell. Never returns.
     fn tend(&self) -> ! {
+        let mut trimmed_at = None;
         let mut w = self.lock();
         loop {
             let now = Instant::now();
@@ -288,7 +297,16 @@ impl Engine {
                     continue;
                 }
                 Some(t) => self.wait(w, Some(t - now)),
-                None => self.wait(w, None),
+                None if trimmed_at == Some(w.delivered) => self.wait(w, None),
+                None => {
+                    let delivered = w.delivered;
+                    let w = self.wait(w, Some(TRIM_AFTER));
+                    if w.delivered == delivered && w.retry_at.is_none() {
+                        crate::alloc::trim();
+                        trimmed_at = Some(delivered);
+                    }
+                    w
+                }
             };
         }
     }
