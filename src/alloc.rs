@@ -13,7 +13,8 @@
 //!   two), so a freed block serves every later request of its class. Pages of a block that
 //!   are never written cost no memory.
 //! - At most [`SLOTS`] blocks and [`KEEP_BYTES`] bytes are kept; a block freed into a full
-//!   cache displaces smaller kept ones, or goes back to the system. [`trim`] hands every
+//!   cache displaces smaller kept ones, or goes back to the system, as does a block that a
+//!   `realloc` outgrew. [`trim`] hands every
 //!   kept block back; the writer calls it after a quiet spell, so an idle loader holds none.
 //! - Smaller and larger blocks, and over-aligned layouts, go to the system untouched.
 //!
@@ -232,7 +233,14 @@ unsafe impl GlobalAlloc for Reuse {
                     // SAFETY: both blocks hold at least `n` bytes and are distinct.
                     unsafe {
                         std::ptr::copy_nonoverlapping(ptr, new, n);
-                        self.dealloc(ptr, layout);
+                        // An outgrown block goes back to the system, not to the cache: a
+                        // growing buffer rarely shrinks again to ask for it (keeping them
+                        // took a one-shot run's peak from 3.5 to 5.3 MiB for 1 MiB).
+                        if cached(&layout) {
+                            System.dealloc(ptr, system_layout(class(layout.size())));
+                        } else {
+                            System.dealloc(ptr, layout);
+                        }
                     }
                 }
                 new
@@ -285,7 +293,10 @@ mod tests {
             let r = a.realloc(q, lay(128 * 1024), 300 * 1024);
             assert_ne!(r, p);
             assert_eq!(*r.add(100 * 1024 - 1), 7, "contents survive a move");
-            assert_eq!(kept(), (1, 128 * 1024), "the outgrown block is kept");
+            assert_eq!(kept(), (0, 0), "the outgrown block went back to the system");
+            let p = a.alloc(lay(100 * 1024));
+            a.dealloc(p, lay(100 * 1024));
+            assert_eq!(kept(), (1, 128 * 1024));
             // Small blocks pass by the cache; zeroed ones are zero even when reused.
             let s = a.alloc(lay(MIN - 1));
             a.dealloc(s, lay(MIN - 1));
