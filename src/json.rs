@@ -579,7 +579,7 @@ fn copy_plain(input: &[u8], mut at: usize, out: &mut Stage) -> usize {
 }
 
 /// From this length on, an escaped string is given room for the rest of the input at once.
-const LARGE_STRING: usize = 64 * 1024;
+const LARGE_STRING: usize = 4 * 1024;
 
 /// Room on the stack for unescaped bytes on their way into a string.
 const STAGE: usize = 256;
