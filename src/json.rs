@@ -426,16 +426,21 @@ impl<'a> Parser<'a> {
                 None => return Err(self.string_error(start, at, EOF)),
             }
             at = copy_plain(input, at, &mut stage);
-            // A large string (a ConfigMap's file) stops growing by doubling: each step
-            // would copy it again into fresh memory. The rest of the input bounds the rest
-            // of the string; memory reserved past its end is never written.
-            if !sized && stage.out.len() >= LARGE_STRING {
-                stage.out.reserve_exact(input.len() - at + STAGE);
+            // Past a stage's worth, the string (perhaps a ConfigMap's file) gets room for
+            // the rest of the input at once instead of growing by doubling: every step
+            // would copy it again, into a fresh block (musl maps and unmaps those, page
+            // faults included). The rest of the input bounds the rest of the string, and
+            // memory reserved past its end is never written.
+            if !sized && stage.out.len() >= STAGE {
                 sized = true;
+                let rest = input.len() - at + STAGE;
+                if rest <= MAX_ROOM {
+                    stage.out.reserve_exact(rest);
+                }
             }
         };
         let mut bytes = stage.finish();
-        if sized && bytes.capacity() - bytes.len() > bytes.len() / 8 {
+        if bytes.capacity() - bytes.len() > STAGE.max(bytes.len() / 8) {
             bytes.shrink_to_fit(); // far from the end of the input: one copy
         }
         match String::from_utf8(bytes) {
@@ -578,8 +583,9 @@ fn copy_plain(input: &[u8], mut at: usize, out: &mut Stage) -> usize {
     at
 }
 
-/// From this length on, an escaped string is given room for the rest of the input at once.
-const LARGE_STRING: usize = 4 * 1024;
+/// The most room an escaped string is given at once for the rest of the input: a watch
+/// event (a ConfigMap is at most 1 MiB) fits; a long list grows its strings by doubling.
+const MAX_ROOM: usize = 2 << 20;
 
 /// Room on the stack for unescaped bytes on their way into a string.
 const STAGE: usize = 256;
