@@ -56,6 +56,10 @@ say "building the benchmark programs"
 examples=()
 for b in "${benches[@]}"; do examples+=(--example "bench-$b"); done
 cargo build --release --locked --quiet "${examples[@]}"
+# The builds leave hundreds of MB of dirty pages that the kernel writes back about 30 s
+# later, in the middle of the disk measurements: write them now.
+say "flushing the builds' writes to disk (sync)"
+sync
 
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
