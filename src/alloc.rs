@@ -70,14 +70,21 @@ static CACHE: Cache = Cache {
 
 impl Cache {
     /// Runs `f` on the slots under a spin lock: the critical sections are a few compares
-    /// and never allocate or call out.
+    /// and never allocate or call out. A holder that lost its core is waited for by
+    /// yielding, not by spinning through the waiter's whole time slice.
     fn with<R>(&self, f: impl FnOnce(&mut [(usize, usize); SLOTS]) -> R) -> R {
+        let mut spins = 0u32;
         while self
             .busy
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         // SAFETY: the lock is held, so this is the only reference to the slots.
         let r = f(unsafe { &mut *self.slots.get() });
