@@ -1130,14 +1130,14 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// A xorshift64 step over a seed from the time, the process id and a counter: enough to
-/// keep version names of one second apart, not for secrets.
 /// The process id, asked of the kernel once.
 fn pid() -> u32 {
     static PID: OnceLock<u32> = OnceLock::new();
     *PID.get_or_init(std::process::id)
 }
 
+/// A xorshift64 step over a seed from the time, the process id and a counter: enough to
+/// keep version names of one second apart, not for secrets.
 fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
