@@ -111,8 +111,10 @@ pub(crate) fn send_error(ctx: &mut Ctx, conn: &mut Conn, e: &ApiError) {
     send_json(ctx, conn, e.code, &e.status_json(), extra);
 }
 
-fn blank_record(req: &Request, params: Vec<(String, String)>, at: Instant) -> Record {
+fn blank_record(req: &Request, params: Vec<(String, String)>, at: Instant, conn: u64) -> Record {
     Record {
+        conn,
+        list_rv: None,
         method: req.method.clone(),
         path: req.path.clone(),
         query: req.query.clone(),
@@ -167,6 +169,8 @@ pub(crate) fn handle(
                 token: None,
                 user_agent: None,
                 watch: false,
+                conn: conn_id,
+                list_rv: None,
             };
             sh.lock().record(rec, sh.opts.log_requests);
             let body = format!("{code} {}", http::reason_phrase(code));
@@ -192,7 +196,7 @@ pub(crate) fn handle(
         sh,
         req: &req,
         pretty: wants_pretty(&req, &params),
-        rec: blank_record(&req, params.clone(), at),
+        rec: blank_record(&req, params.clone(), at, conn_id),
         params,
     };
     let route = parse_route(&req.path);
@@ -233,13 +237,17 @@ pub(crate) fn handle(
         let mut st = sh.lock();
         if st.fail_left > 0 {
             st.fail_left -= 1;
-            Some(st.fail_code)
+            Some((st.fail_code, st.fail_retry_after))
         } else {
             None
         }
     };
-    if let Some(code) = failure {
-        return send_error(&mut ctx, conn, &ApiError::for_code(code));
+    if let Some((code, retry_after)) = failure {
+        let mut e = ApiError::for_code(code);
+        if retry_after.is_some() {
+            e.details.retry_after = retry_after;
+        }
+        return send_error(&mut ctx, conn, &e);
     }
 
     let route = match route {
@@ -254,6 +262,9 @@ pub(crate) fn handle(
     let public = matches!(route.target, Target::Version | Target::Health);
     if !(authorized(&ctx) || public && req.header("authorization").is_none()) {
         return send_error(&mut ctx, conn, &ApiError::unauthorized());
+    }
+    if let Err(e) = authorize(&ctx, &route) {
+        return send_error(&mut ctx, conn, &e);
     }
     let method = req.method.as_str();
     let result = match (&route.target, method) {
@@ -276,7 +287,7 @@ pub(crate) fn handle(
             if ctx.rec.watch {
                 return watch::serve(&mut ctx, conn, raw, conn_id, filter);
             }
-            list(&ctx, &filter)
+            list(&mut ctx, &filter)
         }
         (
             Target::Collection {
@@ -302,6 +313,76 @@ fn authorized(ctx: &Ctx) -> bool {
         Some(t) => ctx.sh.lock().tokens.iter().any(|x| x == t),
         None => false,
     }
+}
+
+/// RBAC for a token limited by `grant_only`: get, list and watch of the granted names only.
+/// As the API server's request resolver does, a list or watch names an object through an
+/// exact `metadata.name` requirement of its field selector; without one it is a request for
+/// the whole collection, which `resourceNames` never allows.
+fn authorize(ctx: &Ctx, route: &Route) -> Result<(), ApiError> {
+    let Some(token) = &ctx.rec.token else {
+        return Ok(());
+    };
+    let Some(grant) = ctx.sh.lock().grants.get(token).cloned() else {
+        return Ok(());
+    };
+    let (verb, kind, ns, name) = match &route.target {
+        Target::Version | Target::Health => return Ok(()),
+        Target::Item { kind, ns, name } => (
+            match ctx.req.method.as_str() {
+                "GET" => "get",
+                "PUT" => "update",
+                "DELETE" => "delete",
+                _ => "patch",
+            },
+            *kind,
+            Some(ns.clone()),
+            Some(name.clone()),
+        ),
+        Target::Collection { kind, ns, name } => {
+            let selected = parse_field_selector(ctx.param("fieldSelector").unwrap_or(""))
+                .ok()
+                .and_then(|fields| {
+                    fields
+                        .into_iter()
+                        .find(|(f, eq, _)| f == "metadata.name" && *eq)
+                        .map(|(_, _, v)| v)
+                });
+            let verb = match (ctx.rec.watch, ctx.req.method.as_str()) {
+                (true, _) => "watch",
+                (false, "GET") => "list",
+                _ => "create",
+            };
+            (verb, *kind, ns.clone(), name.clone().or(selected))
+        }
+    };
+    let allowed = matches!(verb, "get" | "list" | "watch")
+        && kind == grant.kind
+        && ns.as_deref() == Some(grant.ns.as_str())
+        && name.as_ref().is_some_and(|n| grant.names.contains(n));
+    if allowed {
+        return Ok(());
+    }
+    let subject = match &name {
+        Some(n) => format!("{} {n:?}", kind.resource()),
+        None => kind.resource().to_string(),
+    };
+    let scope = match &ns {
+        Some(ns) => format!(" in the namespace {ns:?}"),
+        None => String::from(" at the cluster scope"),
+    };
+    let mut e = ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "{subject} is forbidden: User \"system:serviceaccount:{}:envoy-xds-loader\" cannot {verb} resource {:?} in API group \"\"{scope}",
+            grant.ns,
+            kind.resource()
+        ),
+    );
+    e.details.kind = Some(kind.resource().to_string());
+    e.details.name = name;
+    Err(e)
 }
 
 fn version_json() -> String {
@@ -637,7 +718,7 @@ pub(crate) fn list_json(kind: Kind, rv: u64, items: &[&str]) -> String {
 /// Lists: absent/"0" → current state; "N" (NotOlderThan) → current state once it reaches N
 /// (504 after 3 s); "N" with Exact → the state at N rebuilt from history (410 when older).
 /// `limit`/`continue` are not supported: the whole list comes in one answer.
-fn list(ctx: &Ctx, f: &Filter) -> Answer {
+fn list(ctx: &mut Ctx, f: &Filter) -> Answer {
     let exact = check_list_options(ctx, false)?;
     let rv = parse_rv(ctx)?;
     let sh = ctx.sh;
@@ -701,6 +782,7 @@ fn list(ctx: &Ctx, f: &Filter) -> Answer {
         }
     }
     drop(st);
+    ctx.rec.list_rv = Some(list_rv);
     let items: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
     Ok((200, list_json(f.kind, list_rv, &items)))
 }

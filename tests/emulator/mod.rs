@@ -23,6 +23,8 @@
 //!   `Status` with `status: Success`, not the object.
 //! - Compaction and the history limit refuse new watches from old versions (ERROR 410) but
 //!   never cut open ones; `expire_watches` and `restart` do that.
+//! - A token can be limited to named objects (`grant_only`), as a Role with `resourceNames`
+//!   does: a list or watch without `fieldSelector=metadata.name=NAME` then gets 403.
 //! - Not served: `limit`/`continue` paging (the whole list comes at once), PATCH, YAML and
 //!   protobuf bodies, namespaces as objects (every namespace exists).
 //!
@@ -150,6 +152,10 @@ pub struct Record {
     pub user_agent: Option<String>,
     /// A watch request (by `watch=` or the `/watch/` path).
     pub watch: bool,
+    /// The connection's id: `Emulator::watch_last_sent` takes it.
+    pub conn: u64,
+    /// For a list answered 200: the list's `metadata.resourceVersion`.
+    pub list_rv: Option<u64>,
 }
 
 impl Record {
@@ -189,6 +195,14 @@ pub(crate) struct Obj {
 
 pub(crate) type Key = (Kind, String, String);
 
+/// What a limited token may read (see `Emulator::grant_only`).
+#[derive(Clone, Debug)]
+pub(crate) struct Grant {
+    pub kind: Kind,
+    pub ns: String,
+    pub names: Vec<String>,
+}
+
 /// One change, as watches see it.
 #[derive(Debug)]
 pub(crate) struct Event {
@@ -224,6 +238,15 @@ pub(crate) struct State {
     pub tls_failure: bool,
     pub silent: bool,
     pub records: VecDeque<Record>,
+    /// Per watch connection: the highest resourceVersion it has sent (event or bookmark).
+    pub watch_sent: HashMap<u64, u64>,
+    /// `Retry-After` seconds of the `fail_next` answers (None: the canned ones).
+    pub fail_retry_after: Option<u64>,
+    /// Tokens limited to some objects (like a Role with `resourceNames`); other tokens may
+    /// read everything.
+    pub grants: HashMap<String, Grant>,
+    /// `restart` happened while down: the watch cache is rebuilt when the server comes back.
+    pub restart_pending: bool,
     pub open_watches: usize,
     pub rng: Rng,
     pub down: bool,
@@ -450,6 +473,10 @@ impl Emulator {
             tls_failure: false,
             silent: false,
             records: VecDeque::new(),
+            watch_sent: HashMap::new(),
+            fail_retry_after: None,
+            grants: HashMap::new(),
+            restart_pending: false,
             open_watches: 0,
             rng: Rng::new(),
             down: false,
@@ -724,12 +751,20 @@ impl Emulator {
     }
 
     /// Like an API server restart: every open connection drops abruptly (no final chunk, no
-    /// close_notify) and history is forgotten; resourceVersions keep increasing.
+    /// close_notify) and the watch cache is rebuilt at the current resourceVersion, as a real
+    /// kube-apiserver does from etcd: a watch or exact list from any older version gets 410
+    /// "too old", so a client must relist. While the server is down (`set_down(true)`), the
+    /// rebuild happens when it comes back, so changes made meanwhile are not replayed either.
+    /// resourceVersions keep increasing.
     pub fn restart(&self) {
         {
             let mut st = self.sh.lock();
-            st.compacted = st.rv;
-            st.history.clear();
+            if st.down {
+                st.restart_pending = true;
+            } else {
+                st.compacted = st.rv;
+                st.history.clear();
+            }
             for q in st.watchers.values_mut() {
                 q.kill = true;
             }
@@ -744,6 +779,37 @@ impl Emulator {
         let mut st = self.sh.lock();
         st.fail_left = n;
         st.fail_code = code;
+        st.fail_retry_after = None;
+    }
+
+    /// Like `fail_next`, with `Retry-After: secs` on every answer (as a server under load
+    /// or a priority-and-fairness reject sends it).
+    pub fn fail_next_retry_after(&self, n: usize, code: u16, secs: u64) {
+        let mut st = self.sh.lock();
+        st.fail_left = n;
+        st.fail_code = code;
+        st.fail_retry_after = Some(secs);
+    }
+
+    /// Limits `token` to get, list and watch of the named objects of `kind` in `ns`, like a
+    /// Role whose rule has `resourceNames`: a list or watch is allowed only with
+    /// `fieldSelector=metadata.name=NAME` for one of them (the API server authorizes such a
+    /// request as one on NAME); anything else is 403 Forbidden.
+    pub fn grant_only(&self, token: &str, kind: Kind, ns: &str, names: &[&str]) {
+        self.sh.lock().grants.insert(
+            token.to_string(),
+            Grant {
+                kind,
+                ns: ns.to_string(),
+                names: names.iter().map(|n| n.to_string()).collect(),
+            },
+        );
+    }
+
+    /// The highest resourceVersion that the watch on connection `conn` (see `Record::conn`)
+    /// has sent, event or bookmark; `None` when it sent none.
+    pub fn watch_last_sent(&self, conn: u64) -> Option<u64> {
+        self.sh.lock().watch_sent.get(&conn).copied()
     }
 
     /// Closes every open watch abruptly (no final chunk).
@@ -830,6 +896,11 @@ impl Emulator {
                 return;
             }
             st.down = down;
+            if !down && st.restart_pending {
+                st.restart_pending = false;
+                st.compacted = st.rv;
+                st.history.clear();
+            }
             if down {
                 for q in st.watchers.values_mut() {
                     q.kill = true;

@@ -343,6 +343,7 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
     let kind_name = filter.kind.name();
     loop {
         if !pending.is_empty() {
+            let top = pending.iter().map(|(_, o)| o.rv).max();
             let lines: Vec<Vec<u8>> = pending
                 .drain(..)
                 .map(|(typ, o)| event_line(typ, &o.text))
@@ -351,6 +352,7 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
             if write_lines(conn, raw, chunking, lines, fault).is_err() {
                 return;
             }
+            note_sent(sh, conn_id, top);
             continue;
         }
         let mut st = sh.lock();
@@ -412,6 +414,7 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
                 if write_lines(conn, raw, chunking, vec![line], None).is_err() {
                     return;
                 }
+                note_sent(sh, conn_id, Some(current));
                 continue;
             }
         }
@@ -431,6 +434,16 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
             }
             last_probe = Instant::now();
         }
+    }
+}
+
+/// Remembers the highest version the watch on `conn_id` has sent, for
+/// `Emulator::watch_last_sent`.
+fn note_sent(sh: &Shared, conn_id: u64, rv: Option<u64>) {
+    if let Some(rv) = rv {
+        let mut st = sh.lock();
+        let top = st.watch_sent.entry(conn_id).or_insert(rv);
+        *top = (*top).max(rv);
     }
 }
 
