@@ -131,9 +131,14 @@ impl Metrics {
 
     /// Ok, or the reason the loader is not making progress.
     pub fn health(&self) -> Result<(), String> {
+        self.health_at(Instant::now())
+    }
+
+    /// [`health`](Metrics::health) as seen at `now`.
+    fn health_at(&self, now: Instant) -> Result<(), String> {
         let bound = Duration::from_millis(self.stall_bound_ms.load(Ordering::Relaxed));
         for (name, at) in lock(&self.progress).iter() {
-            let idle = at.elapsed();
+            let idle = now.saturating_duration_since(*at);
             if idle > bound {
                 return Err(format!(
                     "{name}: no progress for {}s (bound {}s)",
@@ -345,13 +350,16 @@ mod tests {
     #[test]
     fn health_notices_a_stalled_object() {
         let m = Metrics::new();
-        m.init(&["configmap a/b".into()], Duration::from_millis(30));
-        assert!(m.health().is_ok());
-        std::thread::sleep(Duration::from_millis(50));
-        let e = m.health().unwrap_err();
-        assert!(e.starts_with("configmap a/b: no progress"), "{e}");
+        m.init(&["configmap a/b".into()], Duration::from_secs(30));
+        let now = Instant::now();
+        assert!(m.health_at(now).is_ok());
+        assert!(m.health_at(now + Duration::from_secs(29)).is_ok());
+        let e = m.health_at(now + Duration::from_secs(31)).unwrap_err();
+        assert_eq!(e, "configmap a/b: no progress for 31s (bound 30s)");
         m.progress(0);
-        assert!(m.health().is_ok());
+        assert!(m
+            .health_at(Instant::now() + Duration::from_secs(29))
+            .is_ok());
         m.snapshot_written(10);
         m.error(ErrorKind::Write);
         m.request(200);

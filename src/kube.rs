@@ -66,7 +66,29 @@ impl fmt::Display for ObjectRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
     pub resource_version: String,
-    pub files: Result<Files, String>,
+    pub files: Result<Files, Refused>,
+}
+
+/// Why content was refused, and the key to blame when there is one (logged as `key=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub key: Option<String>,
+    pub why: String,
+}
+
+impl Refused {
+    pub fn new(key: Option<&str>, why: String) -> Refused {
+        Refused {
+            key: key.map(str::to_string),
+            why,
+        }
+    }
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.why)
+    }
 }
 
 /// A list answer for one name: the list's resourceVersion (to watch from) and the object
@@ -473,7 +495,7 @@ fn get_mut<'v, 'a>(v: &'v mut json::Value<'a>, key: &str) -> Option<&'v mut json
     }
 }
 
-fn take_files(v: &mut json::Value<'_>, kind: Kind) -> Result<Files, String> {
+fn take_files(v: &mut json::Value<'_>, kind: Kind) -> Result<Files, Refused> {
     let mut files = Files::new();
     // ConfigMap `data` is text; Secret `data` and every `binaryData` are base64.
     let sections: [(&str, bool); 2] = [("data", kind == Kind::Secret), ("binaryData", true)];
@@ -486,14 +508,16 @@ fn take_files(v: &mut json::Value<'_>, kind: Kind) -> Result<Files, String> {
             continue;
         }
         let json::Value::Object(members) = members else {
-            return Err(format!("{section} is not an object"));
+            return Err(Refused::new(None, format!("{section} is not an object")));
         };
         for (key, value) in members {
             let json::Value::Str(text) = value else {
-                return Err(format!("{section} key {key:?}: value is not a string"));
+                let why = format!("{section} key {key:?}: value is not a string");
+                return Err(Refused::new(Some(&key), why));
             };
             let bytes = if is_base64 {
-                base64::decode(&text).map_err(|e| format!("{section} key {key:?}: {e}"))?
+                base64::decode(&text)
+                    .map_err(|e| Refused::new(Some(&key), format!("{section} key {key:?}: {e}")))?
             } else {
                 text.into_owned().into_bytes()
             };
@@ -503,11 +527,12 @@ fn take_files(v: &mut json::Value<'_>, kind: Kind) -> Result<Files, String> {
                 }
                 Entry::Occupied(taken) => {
                     let key = taken.key();
-                    return Err(if section == "data" {
+                    let why = if section == "data" {
                         format!("key {key:?} appears twice in data")
                     } else {
                         format!("key {key:?} appears twice, or in both data and binaryData")
-                    });
+                    };
+                    return Err(Refused::new(Some(key), why));
                 }
             }
         }
@@ -673,33 +698,39 @@ mod tests {
 
     #[test]
     fn refused_content_is_kept_as_a_reason() {
-        let table: &[(&str, &str)] = &[
+        let table: &[(&str, &str, Option<&str>)] = &[
             (
                 r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1","a":"2"}}"#,
                 "key \"a\" appears twice in data",
+                Some("a"),
             ),
             (
                 r#"{"metadata":{"resourceVersion":"1"},"data":{"a":"1"},"binaryData":{"a":"AA=="}}"#,
                 "in both data and binaryData",
+                Some("a"),
             ),
             (
                 r#"{"metadata":{"resourceVersion":"1"},"data":{"a":1}}"#,
                 "data key \"a\": value is not a string",
+                Some("a"),
             ),
             (
                 r#"{"metadata":{"resourceVersion":"1"},"data":[]}"#,
                 "data is not an object",
+                None,
             ),
             (
                 r#"{"metadata":{"resourceVersion":"1"},"binaryData":{"b":"***"}}"#,
                 "binaryData key \"b\": invalid base64",
+                Some("b"),
             ),
         ];
-        for (text, want) in table {
+        for (text, want, key) in table {
             let v = json::parse(text.as_bytes()).unwrap();
             let o = decode_object(&v, Kind::ConfigMap).unwrap();
             let e = o.files.unwrap_err();
-            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.why.contains(want), "{text}: {e}");
+            assert_eq!(e.key.as_deref(), *key, "{text}");
         }
         let v = json::parse(br#"{"metadata":{"resourceVersion":"1"},"data":null}"#).unwrap();
         assert_eq!(

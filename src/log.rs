@@ -37,6 +37,11 @@ pub fn error(msg: &str, kv: &[(&str, &dyn Display)]) {
     emit(Level::Error, msg, kv)
 }
 
+/// Lends owned field values as the `kv` of [`info`], [`warn`] and [`error`].
+pub fn owned<'a>(kv: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a dyn Display)> {
+    kv.iter().map(|(k, v)| (*k, v as &dyn Display)).collect()
+}
+
 pub fn emit(level: Level, msg: &str, kv: &[(&str, &dyn Display)]) {
     let line = format_line(SystemTime::now(), level, msg, kv);
     let _ = std::io::stderr().lock().write_all(line.as_bytes());

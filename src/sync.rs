@@ -18,7 +18,7 @@
 use crate::backoff::{Backoff, Rng};
 use crate::cli::{Config, Mode};
 use crate::health::{ErrorKind, METRICS};
-use crate::kube::{self, Client, Event, ObjectRef};
+use crate::kube::{self, Client, Event, ObjectRef, Refused};
 use crate::log;
 use crate::snapshot::{self, Files, Outcome, Writer};
 use std::borrow::Borrow;
@@ -66,16 +66,19 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
             }) => match o.files {
                 Ok(files) => all.push((obj.clone(), Arc::new(files))),
                 Err(e) => {
-                    log::error(&format!("{obj}: refused: {e}"), &[]);
+                    let fields = subject(obj, "list", None, e.key.as_deref());
+                    log::error(&format!("{obj}: refused: {e}"), &log::owned(&fields));
                     return 1;
                 }
             },
             Ok(kube::Listed { object: None, .. }) => {
-                log::error(&format!("{obj}: not found"), &[]);
+                let fields = subject(obj, "list", None, None);
+                log::error(&format!("{obj}: not found"), &log::owned(&fields));
                 return 1;
             }
             Err(e) => {
-                log::error(&format!("{obj}: list: {e}"), &[]);
+                let fields = subject(obj, "list", Some(&e), None);
+                log::error(&format!("{obj}: list: {e}"), &log::owned(&fields));
                 return 1;
             }
         }
@@ -84,7 +87,7 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     match sink.apply(cfg, &all) {
         Ok(_) => 0,
         Err(e) => {
-            log::error(&e.to_string(), &[]);
+            log::error(&e.to_string(), &log::owned(&e.fields()));
             1
         }
     }
@@ -100,12 +103,15 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                     METRICS.progress(idx);
                     state.listed(obj, idx, l.object)
                 }
-                Err(e) => log::warn(&format!("{obj}: list: {e}"), &[]),
+                Err(e) => log::warn(
+                    &format!("{obj}: list: {e}"),
+                    &log::owned(&subject(obj, "list", Some(&e), None)),
+                ),
             }
         }
         if let Some(all) = state.complete(&cfg.objects) {
             if let Err(e) = sink.apply(cfg, &all) {
-                log::error(&e.to_string(), &[]);
+                log::error(&e.to_string(), &log::owned(&e.fields()));
             }
         }
         std::thread::sleep(rng.scale(cfg.sync_interval, 0.95, 1.05));
@@ -152,10 +158,14 @@ impl State {
         self.versions[idx] = Some(o.resource_version.clone());
         match o.files {
             Ok(f) => self.files[idx] = Some(Arc::new(f)),
-            Err(e) => log::error(
-                &format!("{obj}: refused: {e}; keeping the last files"),
-                &[("resource_version", &o.resource_version)],
-            ),
+            Err(e) => {
+                let mut fields = subject(obj, "decode", None, e.key.as_deref());
+                fields.push(("resource_version", o.resource_version.clone()));
+                log::error(
+                    &format!("{obj}: refused: {e}; keeping the last files"),
+                    &log::owned(&fields),
+                )
+            }
         }
     }
 
@@ -278,7 +288,7 @@ impl Engine {
                 *retry_at = Some(Instant::now() + delay);
             }
             Err(e @ ApplyError::Refused(_)) => {
-                log::error(&e.to_string(), &[]);
+                log::error(&e.to_string(), &log::owned(&e.fields()));
                 *retry_at = None;
             }
         }
@@ -493,11 +503,50 @@ fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
         Some(401) => "; the token file is read again before the next request",
         _ => "",
     };
-    log::warn(
-        &format!("{obj}: {op}: {e}{hint}"),
-        &[("retry_in", &tenths(delay))],
-    );
+    let mut fields = subject(obj, op, Some(e), None);
+    fields.push(("retry_in", tenths(delay)));
+    log::warn(&format!("{obj}: {op}: {e}{hint}"), &log::owned(&fields));
     std::thread::sleep(delay);
+}
+
+/// The fields that name what a log line is about: `object=… op=…`, the API server's
+/// `code=` when it answered, and the `key=` to blame.
+fn subject(
+    obj: &ObjectRef,
+    op: &str,
+    e: Option<&kube::Error>,
+    key: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut fields = vec![("object", obj.to_string()), ("op", op.to_string())];
+    if let Some(code) = e.and_then(kube::Error::code) {
+        fields.push(("code", code.to_string()));
+    }
+    if let Some(key) = key {
+        fields.push(("key", key.to_string()));
+    }
+    fields
+}
+
+/// Content refused by the merge or the guard: the object to blame when one is, and why.
+#[derive(Debug)]
+pub struct Refusal {
+    pub object: Option<ObjectRef>,
+    pub refused: Refused,
+}
+
+impl Refusal {
+    fn new(object: Option<&ObjectRef>, key: &str, why: String) -> Refusal {
+        Refusal {
+            object: object.cloned(),
+            refused: Refused::new(Some(key), why),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.refused.fmt(f)
+    }
 }
 
 /// Why a snapshot was not written.
@@ -505,7 +554,7 @@ fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
 enum ApplyError {
     /// The content: a bad key, a collision, an emptied Listener/Cluster file. Nothing to
     /// retry until the objects change.
-    Refused(String),
+    Refused(Refusal),
     /// The disk: worth retrying with backoff.
     Write(String),
 }
@@ -513,9 +562,26 @@ enum ApplyError {
 impl std::fmt::Display for ApplyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApplyError::Refused(m) => f.write_str(m),
+            ApplyError::Refused(r) => r.fmt(f),
             ApplyError::Write(m) => write!(f, "write: {m}"),
         }
+    }
+}
+
+impl ApplyError {
+    /// `object=` and `key=` of a refusal, for its log line.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let ApplyError::Refused(r) = self else {
+            return Vec::new();
+        };
+        let mut fields = Vec::new();
+        if let Some(obj) = &r.object {
+            fields.push(("object", obj.to_string()));
+        }
+        if let Some(key) = &r.refused.key {
+            fields.push(("key", key.clone()));
+        }
+        fields
     }
 }
 
@@ -634,7 +700,7 @@ impl Sink {
 
 /// The snapshot to write: one object's files shared as they are (after the key checks of
 /// [`merge`]), several objects' merged into a new set.
-fn merged(all: &[(&ObjectRef, &Arc<Files>)]) -> Result<Arc<Files>, String> {
+fn merged(all: &[(&ObjectRef, &Arc<Files>)]) -> Result<Arc<Files>, Refusal> {
     match all {
         [(obj, files)] => files
             .keys()
@@ -648,7 +714,7 @@ fn merged(all: &[(&ObjectRef, &Arc<Files>)]) -> Result<Arc<Files>, String> {
 }
 
 /// Merges the objects' files into one set; a key in two objects is refused, naming both.
-pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<Files, String> {
+pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<Files, Refusal> {
     let mut out = Files::new();
     let mut owner: BTreeMap<&str, &ObjectRef> = BTreeMap::new();
     for (obj, files) in all {
@@ -656,9 +722,10 @@ pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<F
         for (key, bytes) in files.borrow() {
             check_key(obj, key)?;
             if let Some(first) = owner.insert(key, obj) {
-                return Err(format!(
+                let why = format!(
                     "key {key:?} is in both {first} and {obj}: update refused, keeping the last files"
-                ));
+                );
+                return Err(Refusal::new(Some(obj), key, why));
             }
             out.insert(key.clone(), bytes.clone());
         }
@@ -666,13 +733,14 @@ pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<F
     Ok(out)
 }
 
-fn check_key(obj: &ObjectRef, key: &str) -> Result<(), String> {
-    snapshot::validate_key(key).map_err(|e| format!("{obj}: refused: {e}"))
+fn check_key(obj: &ObjectRef, key: &str) -> Result<(), Refusal> {
+    snapshot::validate_key(key)
+        .map_err(|e| Refusal::new(Some(obj), key, format!("{obj}: refused: {e}")))
 }
 
 /// Envoy treats an LDS or CDS file with no resources as "remove every listener / cluster".
 /// A key that carried Listener or Cluster resources must not lose all of them.
-pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), String> {
+pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), Refusal> {
     for (key, old) in last {
         let Some(new) = next.get(key) else { continue };
         // Same bytes, same answer: only a changed file can lose its resources.
@@ -680,9 +748,10 @@ pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), String> {
             && carries_listeners_or_clusters(old)
             && !carries_listeners_or_clusters(new)
         {
-            return Err(format!(
+            let why = format!(
                 "key {key:?}: update refused: it carried Listener or Cluster resources and would carry none, which makes Envoy remove them all (use -allow-empty-resources to allow it); keeping the last files"
-            ));
+            );
+            return Err(Refusal::new(None, key, why));
         }
     }
     Ok(())
@@ -874,13 +943,16 @@ mod tests {
         // The same checks either way.
         let bad = Arc::new(files(&[("../x", "1")]));
         for all in [vec![(&a, &bad)], vec![(&b, &fb), (&a, &bad)]] {
-            let e = merged(&all).unwrap_err();
+            let r = merged(&all).unwrap_err();
+            assert_eq!(r.object.as_ref(), Some(&a));
+            assert_eq!(r.refused.key.as_deref(), Some("../x"));
+            let e = r.to_string();
             assert!(
                 e.starts_with("configmap ns/a: refused: key \"../x\""),
                 "{e}"
             );
         }
-        let e = merged(&[(&a, &fa), (&b, &fa)]).unwrap_err();
+        let e = merged(&[(&a, &fa), (&b, &fa)]).unwrap_err().to_string();
         assert!(
             e.contains("is in both configmap ns/a and configmap ns/b"),
             "{e}"
@@ -894,13 +966,18 @@ mod tests {
         let m = merge(&[a.clone(), b]).unwrap();
         assert_eq!(m.keys().collect::<Vec<_>>(), ["cds.yaml", "lds.yaml", "x"]);
         let c = (obj("c"), files(&[("x", "4")]));
-        let e = merge(&[a.clone(), c]).unwrap_err();
+        let r = merge(&[a.clone(), c]).unwrap_err();
+        assert_eq!(r.object, Some(obj("c")));
+        assert_eq!(r.refused.key.as_deref(), Some("x"));
+        let e = r.to_string();
         assert!(
             e.contains("\"x\" is in both configmap ns/a and configmap ns/c"),
             "{e}"
         );
         for bad in ["../x", "..data", "a/b", ".", ""] {
-            let e = merge(&[(obj("h"), files(&[(bad, "x")]))]).unwrap_err();
+            let e = merge(&[(obj("h"), files(&[(bad, "x")]))])
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("configmap ns/h: refused: "), "{bad}: {e}");
         }
     }
@@ -943,7 +1020,9 @@ mod tests {
             match want {
                 None => assert!(r.is_ok(), "{next:?}: {r:?}"),
                 Some(key) => {
-                    let e = r.unwrap_err();
+                    let r = r.unwrap_err();
+                    assert_eq!(r.refused.key.as_deref(), Some(*key));
+                    let e = r.to_string();
                     assert!(
                         e.contains(&format!("key \"{key}\""))
                             && e.contains("-allow-empty-resources"),
@@ -958,7 +1037,7 @@ mod tests {
     fn state_waits_for_every_object_and_keeps_deleted_ones() {
         let objs = [obj("a"), obj("b")];
         let mut s = State::new(2);
-        let o = |rv: &str, f: Result<Files, String>| kube::Object {
+        let o = |rv: &str, f: Result<Files, Refused>| kube::Object {
             resource_version: rv.into(),
             files: f,
         };
@@ -969,7 +1048,7 @@ mod tests {
         s.upsert(&objs[1], 1, o("2", Ok(files(&[("j", "w")]))));
         assert_eq!(s.complete(&objs).unwrap().len(), 2);
         // refused content keeps the last good files
-        s.upsert(&objs[1], 1, o("3", Err("bad".into())));
+        s.upsert(&objs[1], 1, o("3", Err(Refused::new(None, "bad".into()))));
         assert_eq!(**s.complete(&objs).unwrap()[1].1, files(&[("j", "w")]));
         // not found after being seen: kept
         s.listed(&objs[0], 0, None);
