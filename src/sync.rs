@@ -144,10 +144,14 @@ impl State {
     fn listed(&mut self, obj: &ObjectRef, idx: usize, object: Option<kube::Object>) {
         match object {
             Some(o) => self.upsert(obj, idx, o),
-            None if self.files[idx].is_some() => {
-                log::warn(&format!("{obj}: not found; keeping its last files"), &[])
-            }
-            None => log::warn(&format!("{obj}: not found; waiting for it"), &[]),
+            None if self.files[idx].is_some() => log::warn(
+                &format!("{obj}: not found; keeping its last files"),
+                &log::owned(&subject(obj, "list", None, None)),
+            ),
+            None => log::warn(
+                &format!("{obj}: not found; waiting for it"),
+                &log::owned(&subject(obj, "list", None, None)),
+            ),
         }
     }
 
@@ -253,7 +257,7 @@ impl Engine {
             Msg::Upsert(idx, o) => w.state.upsert(&objects[idx], idx, o),
             Msg::Deleted(idx) => log::warn(
                 &format!("{}: deleted; keeping its last files", objects[idx]),
-                &[],
+                &log::owned(&subject(&objects[idx], "watch", None, None)),
             ),
         }
         w.delivered += 1;
@@ -383,12 +387,15 @@ fn reflect(
                     {
                         log::warn(
                             &format!("{obj}: safety-net check found a difference; relisting"),
-                            &[],
+                            &log::owned(&subject(&obj, "check", None, None)),
                         );
                         continue 'list;
                     }
                     Ok(_) => {}
-                    Err(e) => log::warn(&format!("{obj}: safety-net check: {e}"), &[]),
+                    Err(e) => log::warn(
+                        &format!("{obj}: safety-net check: {e}"),
+                        &log::owned(&subject(&obj, "check", Some(&e), None)),
+                    ),
                 }
             }
             let mut timeout = rng.scale(watch_timeout, 1.0, 2.0);
@@ -407,7 +414,7 @@ fn reflect(
                 Err(e) if e.is_gone() => {
                     log::info(
                         &format!("{obj}: watch: too old resource version; relisting"),
-                        &[],
+                        &log::owned(&subject(&obj, "watch", Some(&e), None)),
                     );
                     continue 'list;
                 }
@@ -441,9 +448,12 @@ fn reflect(
                         version = resource_version;
                     }
                     Ok(Some(Event::Expired(status))) => {
+                        let mut fields = subject(&obj, "watch", None, None);
+                        fields.push(("code", status.code.to_string()));
+                        fields.push(("status", status.to_string()));
                         log::info(
                             &format!("{obj}: watch: too old resource version; relisting"),
-                            &[("status", &status)],
+                            &log::owned(&fields),
                         );
                         continue 'list;
                     }

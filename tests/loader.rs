@@ -10,7 +10,7 @@ use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -39,6 +39,53 @@ fn watch_args(url: &str, token: &Path, out: &Path, cms: &[&str]) -> Vec<String> 
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// What a real API server judges in every request the loader made: each list and watch
+/// selects one of `names` by `fieldSelector=metadata.name=…` (the README's Role allows
+/// nothing else), a list is a consistent read (no resourceVersion), and a watch resumes
+/// from a version, with bookmarks on and a server timeout in [D, 2D] for `-watch-timeout D`.
+fn assert_requests_are_what_a_server_allows(emu: &Emulator, names: &[&str], watch_timeout_s: u64) {
+    let mut seen = 0;
+    for r in emu.requests() {
+        if !(r.is_list() || r.watch) {
+            continue;
+        }
+        seen += 1;
+        let what = format!("{} {}?{}", r.method, r.path, r.query);
+        let selected = r
+            .param("fieldSelector")
+            .and_then(|f| f.strip_prefix("metadata.name="));
+        assert!(
+            selected.is_some_and(|n| names.contains(&n)),
+            "fieldSelector=metadata.name=one of {names:?}: {what}"
+        );
+        assert_ne!(r.status, 403, "forbidden: {what}");
+        if !r.watch {
+            assert_eq!(
+                r.param("resourceVersion"),
+                None,
+                "a consistent list: {what}"
+            );
+            continue;
+        }
+        assert_eq!(r.param("allowWatchBookmarks"), Some("true"), "{what}");
+        let rv = r.param("resourceVersion").unwrap_or("");
+        assert!(
+            rv.parse::<u64>().is_ok_and(|v| v > 0),
+            "a watch resumes from a version, not from nothing: {what}"
+        );
+        let timeout: u64 = r
+            .param("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (watch_timeout_s..=2 * watch_timeout_s).contains(&timeout),
+            "timeoutSeconds {timeout} in [{watch_timeout_s}, {}]: {what}",
+            2 * watch_timeout_s
+        );
+    }
+    assert!(seen > 0, "the loader made lists and watches");
 }
 
 #[test]
@@ -182,10 +229,10 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
         l.log()
     );
     let writes = 3;
-    // a MODIFIED event with the same data (a label or annotation changed)
+    // a MODIFIED event with the same data (a label or annotation changed); events arrive
+    // in order: once the next real change is on disk, the no-op was seen, and the count
+    // of writes says it wrote nothing
     emu.touch("default", "envoy").expect("exists");
-    assert_eq!(data_target(&out), before);
-    // events arrive in order: once the next real change is on disk, the no-op was seen
     emu.apply("default", "envoy", &[("a.yaml", "1c"), ("c.yaml", "3")]);
     assert!(
         wait_until(T, || read_text(&out)
@@ -221,6 +268,8 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("..2"))
         .count();
     assert_eq!(versions, 1, "old versions removed");
+    assert_ne!(data_target(&out), before, "the later changes were written");
+    assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
 }
 
 #[test]
@@ -288,6 +337,17 @@ fn two_configmaps_merge_and_a_collision_is_refused() {
         "{}",
         l.log()
     );
+    let refusal = l
+        .log()
+        .lines()
+        .find(|line| line.contains("level=error") && line.contains("is in both"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        refusal.contains(" object=\"configmap other/two\"") && refusal.contains(" key=lds.yaml"),
+        "the refusal names the object and the key: {refusal}"
+    );
+    assert_requests_are_what_a_server_allows(&emu, &["one", "two"], 3);
 }
 
 #[test]
@@ -366,6 +426,7 @@ fn relists_after_too_old_and_reconnects_after_drops() {
         l.log()
     );
     assert_consistent(&out);
+    assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
 }
 
 #[test]
@@ -426,7 +487,11 @@ fn a_new_token_is_read_after_a_401() {
     // the old token is revoked and the kubelet writes a new one (symlink swap, like its volumes)
     emu.set_tokens(&["rotated-token"]);
     emu.drop_watches();
-    assert!(l.wait_log("401", T), "{}", l.log());
+    assert!(
+        l.wait_log(" object=\"configmap default/envoy\" op=watch code=401 ", T),
+        "{}",
+        l.log()
+    );
     let newfile = tmp.join("token.new");
     std::fs::write(&newfile, "rotated-token\n").unwrap();
     std::fs::rename(&newfile, &token).unwrap();
@@ -501,7 +566,11 @@ fn kill_9_then_restart_converges_and_sweeps() {
         1,
         "{names:?}"
     );
-    assert!(!names.iter().any(|n| n == "..data_tmp"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "..data_tmp" || n == "..link_tmp"),
+        "no temporary link is left: {names:?}"
+    );
+    assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
 }
 
 #[test]
@@ -531,6 +600,16 @@ fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
         r#"{"data":{"good":"2","good":"evil"}}"#.to_string(),
         r#"{"data":{"good":"2","/etc/x":"evil"}}"#.to_string(),
     ];
+    let keys = [
+        "../escaped-key",
+        "..data",
+        "a/b",
+        ".",
+        "",
+        long.as_str(),
+        "good",
+        "/etc/x",
+    ];
     for (i, raw) in hostile.iter().enumerate() {
         let errors = l.log().matches("level=error").count();
         emu.apply_raw("default", "envoy", &format!(r#"{{"kind":"ConfigMap","apiVersion":"v1","metadata":{{"name":"envoy","namespace":"default"}},{}"#, &raw[1..]));
@@ -545,6 +624,21 @@ fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
             "case {i}: last files stay"
         );
         assert_consistent(&out);
+        let log = l.log();
+        let line = log
+            .lines()
+            .filter(|line| line.contains("level=error"))
+            .nth(errors)
+            .unwrap_or("");
+        let key = match keys[i] {
+            "" => String::from("\"\""),
+            k => k.to_string(),
+        };
+        assert!(
+            line.contains(" object=\"configmap default/envoy\"")
+                && line.contains(&format!(" key={key}")),
+            "case {i}: the error names the object and the key {key}: {line}"
+        );
     }
     let log = l.log();
     assert!(log.contains("configmap default/envoy: refused"), "{log}");
@@ -625,10 +719,11 @@ fn sigterm_exits_0_promptly() {
     let token = write_token(&tmp, TOKEN);
     let out = tmp.join("out");
     for sig in ["TERM", "INT"] {
-        let mut l = Loader::start(
-            &tmp,
-            &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
-        );
+        // A long watch: exiting promptly means not waiting for it to end.
+        let mut args = watch_args(&emu.url(), &token, &out, &["envoy"]);
+        let i = args.iter().position(|a| a == "3s").unwrap();
+        args[i] = "60s".into();
+        let mut l = Loader::start(&tmp, &strs(&args));
         // handlers are installed before the "starting" line
         assert!(l.wait_log("msg=\"starting\"", T), "{}", l.log());
         assert!(
@@ -637,15 +732,11 @@ fn sigterm_exits_0_promptly() {
             l.log()
         );
         assert!(wait_until(T, || emu.open_watches() >= 1));
-        let t0 = Instant::now();
         l.signal(sig);
-        let status = l.wait(Duration::from_secs(2)).expect("exits promptly");
+        let status = l
+            .wait(Duration::from_secs(10))
+            .expect("exits without waiting for its 60-120 s watch");
         assert_eq!(status.code(), Some(0), "SIG{sig}: {}", l.log());
-        assert!(
-            t0.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            t0.elapsed()
-        );
         assert!(l.log().contains("msg=\"stopping\""), "{}", l.log());
     }
 }
@@ -704,9 +795,16 @@ fn poll_mode_rewrites_only_on_change() {
         l.log()
     );
     let before = data_target(&out);
-    std::thread::sleep(Duration::from_millis(700));
+    let lists = || emu.requests().iter().filter(|r| r.is_list()).count();
+    let polled = lists();
+    assert!(
+        wait_until(T, || lists() >= polled + 3),
+        "three more polls: {}",
+        l.log()
+    );
     assert_eq!(data_target(&out), before, "unchanged polls write nothing");
     assert_eq!(l.log().matches("snapshot written").count(), 1);
+    assert_requests_are_what_a_server_allows(&emu, &["envoy"], 1);
     emu.apply("default", "envoy", &[("k", "2")]);
     assert!(
         wait_until(T, || read_text(&out) == text(&[("k", "2")])),
@@ -791,4 +889,133 @@ fn modes_are_0755_and_0644_whatever_the_umask() {
             "umask {umask}: file"
         );
     }
+}
+
+/// The request sequence as client-go's reflector makes it, checked request by request
+/// against what the emulator served: one list, then watches that each resume from the
+/// last version the previous one delivered (event or bookmark), with no list when a
+/// watch ends at its timeout; after "too old", as an ERROR event or as HTTP 410, exactly
+/// one list. The token may read only `envoy` (a Role with `resourceNames`), so a request
+/// without the name's field selector is refused as a real server refuses it.
+#[test]
+fn requests_resume_from_the_last_version_and_relist_only_when_too_old() {
+    let emu = Emulator::start(Options {
+        bookmark_interval: Duration::from_millis(300),
+        ..Options::default()
+    });
+    emu.grant_only(TOKEN, emulator::Kind::ConfigMap, "default", &["envoy"]);
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("pinned");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut flags = vec!["-configmap", "envoy", "-namespace", "default", "-watch"];
+    flags.extend(["-watch-timeout", "2s"]);
+    let l = Loader::start(&tmp, &strs(&loader_args(&emu.url(), &token, &out, &flags)));
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("k", "0")])),
+        "{}",
+        l.log()
+    );
+    let lists = || emu.requests().iter().filter(|r| r.is_list()).count();
+    let watches = || emu.requests().iter().filter(|r| r.watch).count();
+    let slow = Duration::from_secs(20);
+
+    // Quiet for the loader's object, busy elsewhere: only bookmarks move its version.
+    let mut n = 0;
+    assert!(
+        wait_until(slow, || {
+            n += 1;
+            if n % 40 == 0 {
+                emu.apply("default", "unwatched", &[("n", &n.to_string())]);
+            }
+            if n == 200 {
+                emu.apply("default", "envoy", &[("k", "1")]);
+            }
+            watches() >= 4
+        }),
+        "three watches ended at their timeout: {}",
+        l.log()
+    );
+    assert_eq!(
+        lists(),
+        1,
+        "a watch that ends at its timeout is followed by a watch"
+    );
+    assert!(wait_until(T, || read_text(&out) == text(&[("k", "1")])));
+
+    // "Too old" as an ERROR event inside a 200.
+    assert!(wait_until(T, || emu.open_watches() == 1));
+    let (lists_before, watches_before) = (lists(), watches());
+    emu.compact();
+    emu.expire_watches();
+    assert!(
+        wait_until(slow, || watches() >= watches_before + 2),
+        "{}",
+        l.log()
+    );
+    assert_eq!(
+        lists(),
+        lists_before + 1,
+        "one list after an ERROR 410 event"
+    );
+
+    // "Too old" as HTTP 410, on the watch that follows the current one's timeout.
+    assert!(wait_until(T, || emu.open_watches() == 1));
+    let (lists_before, watches_before) = (lists(), watches());
+    emu.fail_next(1, 410);
+    assert!(
+        wait_until(slow, || watches() >= watches_before + 3),
+        "{}",
+        l.log()
+    );
+    assert_eq!(lists(), lists_before + 1, "one list after an HTTP 410");
+    emu.apply("default", "envoy", &[("k", "2")]);
+    assert!(wait_until(T, || read_text(&out) == text(&[("k", "2")])));
+
+    // Request by request: where each watch resumed from.
+    assert_requests_are_what_a_server_allows(&emu, &["envoy"], 2);
+    let records: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_list() || r.watch)
+        .collect();
+    let mut last_seen: Option<u64> = None;
+    let mut bookmarked = 0;
+    for (i, r) in records.iter().enumerate() {
+        let what = format!("request {i}: {}?{} -> {}", r.path, r.query, r.status);
+        if !r.watch {
+            assert_eq!(r.status, 200, "{what}");
+            last_seen = r.list_rv;
+            continue;
+        }
+        let from: u64 = r.param("resourceVersion").unwrap().parse().unwrap();
+        assert_eq!(
+            Some(from),
+            last_seen,
+            "resumes from the last version seen: {what}"
+        );
+        match r.status {
+            200 => {
+                let sent = emu.watch_last_sent(r.conn);
+                if sent.is_some_and(|v| v > from) {
+                    bookmarked += 1;
+                }
+                last_seen = Some(from.max(sent.unwrap_or(0)));
+            }
+            410 => {
+                let next = records.get(i + 1).expect("a request after the 410");
+                assert!(next.is_list(), "HTTP 410 is followed by a list: {what}");
+            }
+            other => panic!("unexpected {other}: {what}"),
+        }
+    }
+    assert!(
+        bookmarked >= 2,
+        "watches that moved the version forward (bookmarks and events): {bookmarked}"
+    );
+    let log = l.log();
+    assert!(
+        log.contains("object=\"configmap default/envoy\""),
+        "log lines name the object: {log}"
+    );
 }
