@@ -127,7 +127,7 @@ fn main() {
     // Both must read the same data before either is timed.
     for line in &lines {
         let ours = match kube::decode_event(line, &obj) {
-            Ok(Event::Upsert(o)) => o.files.unwrap_or_else(|e| fail(&e)),
+            Ok(Event::Upsert(o)) => o.files.unwrap_or_else(|e| fail(&e.why)),
             other => fail(&format!("decode_event: {other:?}")),
         };
         let theirs: serde_json::Value =
