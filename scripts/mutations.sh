@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Proves the suite bites: applies hand-made mutations of the loader, one at a time, to a
+# scratch copy of the committed tree, runs the tests on each, and reports which were
+# caught (the tests failed) and which were missed. Not part of CI: a caught mutation costs
+# the time to its first failing test binary, a missed one the whole suite.
+#
+#   scripts/mutations.sh                 # every mutation, with `cargo test --all-targets`
+#   scripts/mutations.sh bookmarks-off   # only the named ones (see the table below)
+#   MUTATIONS_FULL=1 scripts/mutations.sh   # run scripts/test.sh itself on each
+#
+# `cargo test --all-targets` is the first step of scripts/test.sh (under `set -e`), so a
+# mutation it catches also fails scripts/test.sh; MUTATIONS_FULL=1 runs test.sh to show it.
+# Each mutation replaces one exact piece of source text; when the text is not found exactly
+# once (the code moved on), the mutation is reported NOT APPLIED and the script fails, so
+# the table cannot go stale silently. Exit code: 0 when every mutation was applied and
+# caught, 1 otherwise.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+scratch=${MUTATIONS_DIR:-${TMPDIR:-/tmp}/envoy-xds-loader-mutations}
+
+# name ;; file ;; exact text ;; replacement ("\n" stands for a newline)
+read -r -d '' TABLE <<'EOF' || true
+field-selector-dropped ;; src/kube.rs ;; "{}/api/v1/namespaces/{}/{}?fieldSelector=metadata.name%3D{}" ;; "{}/api/v1/namespaces/{}/{}?_name={}"
+watch-without-version ;; src/kube.rs ;; query_escape(resource_version), ;; query_escape(""),
+retry-after-ignored ;; src/sync.rs ;; .max(e.retry_after().unwrap_or_default()) ;; .max(Duration::ZERO)
+bookmarks-off ;; src/kube.rs ;; &allowWatchBookmarks=true& ;; &allowWatchBookmarks=false&
+error-410-as-normal-end ;; src/sync.rs ;; "{obj}: watch: too old resource version; relisting"),\n                            &log::owned(&fields),\n                        );\n                        continue 'list; ;; "{obj}: watch: too old resource version; relisting"),\n                            &log::owned(&fields),\n                        );\n                        break Ok(());
+http-410-as-normal-end ;; src/sync.rs ;; &log::owned(&subject(&obj, "watch", Some(&e), None)),\n                    );\n                    continue 'list; ;; &log::owned(&subject(&obj, "watch", Some(&e), None)),\n                    );\n                    continue;
+per-key-rename-skipped ;; src/snapshot.rs ;; for key in rename_order(files, &post_rename) { ;; for key in rename_order(files, &post_rename).into_iter().filter(|_| false) {
+writes-when-unchanged ;; src/snapshot.rs ;; if old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() { ;; if false && old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() {
+EOF
+
+say() { printf 'mutations: %s\n' "$*" >&2; }
+
+rm -rf "$scratch"
+git clone -q "$repo" "$scratch/tree"
+say "scratch copy of $(git -C "$repo" rev-parse --short HEAD) in $scratch/tree"
+if [ -x "$repo/scripts/install-envoy.sh" ]; then
+  ENVOY_BIN=$("$repo/scripts/install-envoy.sh" | tail -n 1)
+  export ENVOY_BIN
+fi
+export CARGO_TARGET_DIR="$scratch/target" REQUIRE_ENVOY=1
+
+run_tests() {
+  if [ -n "${MUTATIONS_FULL:-}" ]; then
+    scripts/test.sh
+  else
+    cargo test --all-targets
+  fi
+}
+
+cd "$scratch/tree"
+say "building and testing the unmutated tree first"
+if ! run_tests >"$scratch/baseline.log" 2>&1; then
+  say "the unmutated tree fails its tests: see $scratch/baseline.log"
+  exit 1
+fi
+
+results=()
+failed=0
+started=$(date +%s)
+export TABLE
+while read -r name <&3; do
+  [ -n "$name" ] || continue
+  if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then
+    continue
+  fi
+  git checkout -q -- .
+  if ! python3 - "$name" <<'PY'
+import os, sys
+rows = [line.split(" ;; ") for line in os.environ["TABLE"].splitlines() if line]
+path, old, new = next(r[1:] for r in rows if r[0] == sys.argv[1])
+old, new = old.replace("\\n", "\n"), new.replace("\\n", "\n")
+text = open(path).read()
+if text.count(old) != 1:
+    sys.exit(f"{path}: the text to mutate occurs {text.count(old)} times, not once")
+open(path, "w").write(text.replace(old, new))
+PY
+  then
+    results+=("$name|NOT APPLIED|0|")
+    failed=1
+    continue
+  fi
+  t0=$(date +%s)
+  log="$scratch/$name.log"
+  if run_tests >"$log" 2>&1; then
+    results+=("$name|MISSED|$(( $(date +%s) - t0 ))|")
+    failed=1
+  else
+    first=$(grep -m1 -E '^test .* FAILED$|^---- .* ----$|error\[' "$log" | sed 's/^---- //; s/ stdout ----$//; s/^test //; s/ \.\.\. FAILED$//' || true)
+    results+=("$name|caught|$(( $(date +%s) - t0 ))|${first:-see $log}")
+  fi
+done 3< <(printf '%s\n' "$TABLE" | sed 's/ ;; .*//')
+git checkout -q -- .
+
+printf '\n| mutation | result | seconds | first failure |\n|---|---|---|---|\n'
+for r in "${results[@]}"; do
+  IFS='|' read -r name result secs first <<<"$r"
+  printf '| %s | %s | %s | %s |\n' "$name" "$result" "$secs" "$first"
+done
+printf '\n%s mutations in %ss (logs in %s)\n' "${#results[@]}" "$(( $(date +%s) - started ))" "$scratch"
+exit "$failed"
