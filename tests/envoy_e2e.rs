@@ -16,9 +16,9 @@
 //!
 //! Envoy is `$ENVOY_BIN`, else `.envoy/bin/envoy` (scripts/install-envoy.sh). Without it a
 //! test prints a skip line and passes, unless `REQUIRE_ENVOY` is set (scripts/test.sh sets
-//! it), which turns the skip into a failure. Envoy sets PR_SET_PDEATHSIG on itself, so it
-//! is started from the test function's own thread and stopped by a guard's `Drop` before
-//! that thread ends. Nothing uses a fixed port: everything binds 127.0.0.1:0.
+//! it) or `CI=true`, either of which turns the skip into a failure. Envoy sets
+//! PR_SET_PDEATHSIG on itself, so it is started from the test function's own thread and
+//! stopped by a guard's `Drop` before that thread ends. Nothing uses a fixed port: everything binds 127.0.0.1:0.
 
 mod common;
 #[path = "emulator/mod.rs"]
@@ -999,10 +999,13 @@ fn envoy_bin(test: &str) -> Option<PathBuf> {
         });
         return Some(path);
     }
-    let required = std::env::var("REQUIRE_ENVOY").is_ok_and(|v| !v.is_empty() && v != "0");
+    let (require, ci) = (
+        std::env::var("REQUIRE_ENVOY").ok(),
+        std::env::var("CI").ok(),
+    );
     assert!(
-        !required,
-        "{test}: no Envoy at {} and REQUIRE_ENVOY is set: run scripts/test.sh (it installs Envoy 1.40 with scripts/install-envoy.sh and sets ENVOY_BIN)",
+        !envoy_required(require.as_deref(), ci.as_deref()),
+        "{test}: no Envoy at {}, and a skip is a failure with REQUIRE_ENVOY={require:?}, CI={ci:?}: run scripts/test.sh (it installs Envoy 1.40 with scripts/install-envoy.sh and sets ENVOY_BIN)",
         path.display()
     );
     // Written to the process's stderr directly: the test harness captures eprintln!.
@@ -1016,6 +1019,42 @@ fn envoy_bin(test: &str) -> Option<PathBuf> {
         format!("skipped: no Envoy at {}", path.display()),
     );
     None
+}
+
+/// Whether a missing Envoy fails a test instead of skipping it: with `REQUIRE_ENVOY` set
+/// (scripts/test.sh sets it) or under CI (`CI=true`, as CI services set it), where a skip
+/// would let a run pass that never met Envoy. Unset, empty, `0`, `false` and `no` are off.
+fn envoy_required(require_envoy: Option<&str>, ci: Option<&str>) -> bool {
+    let on = |v: Option<&str>| {
+        v.is_some_and(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false" | "no"
+            )
+        })
+    };
+    on(require_envoy) || on(ci)
+}
+
+#[test]
+fn a_missing_envoy_fails_under_require_envoy_or_ci_and_is_skipped_otherwise() {
+    for (require, ci, want) in [
+        (None, None, false),
+        (Some(""), Some(""), false),
+        (Some("0"), Some("false"), false),
+        (None, Some("no"), false),
+        (Some("1"), None, true),
+        (Some("yes"), Some("false"), true),
+        (None, Some("true"), true),
+        (None, Some("1"), true),
+        (Some("0"), Some("TRUE"), true),
+    ] {
+        assert_eq!(
+            envoy_required(require, ci),
+            want,
+            "REQUIRE_ENVOY={require:?}, CI={ci:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
