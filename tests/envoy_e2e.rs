@@ -7,7 +7,8 @@
 //! 1. twenty weight flips (100/0, 0/100, ...) under a steady keep-alive client: zero failed
 //!    requests, each flip served within 1 s of the ConfigMap update;
 //! 2. both bootstrap styles (every scenario runs in both);
-//! 3. one update that adds an EDS file, a cluster that uses it and a route to it;
+//! 3. one update that adds an EDS file, a cluster that uses it and a route to it: at most
+//!    [`NEW_CLUSTER_503S`] failed requests, each a 503 no_cluster, none once it served;
 //! 4. removed keys: the file goes, Envoy keeps running;
 //! 5. broken YAML: Envoy keeps its config, the loader keeps running, the next update applies;
 //!
@@ -41,6 +42,16 @@ const T: Duration = Duration::from_secs(10);
 /// The bound on "ConfigMap updated" to "Envoy serves the change".
 const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 const FLIPS: usize = 20;
+/// Scenario 3's bound on failed requests (each a 503 no_cluster) in the one update that
+/// adds an EDS file, a cluster reading it and a route to that cluster. The loader shows
+/// Envoy all three at once, but Envoy applies the CDS and the RDS reload in no guaranteed
+/// order, and a new cluster serves only once it has warmed (read its EDS file), so a
+/// request may meet the new route first. Measured with this loader, at about one request
+/// per millisecond: 0 in most runs and up to 5 in others (either bootstrap style), up to 9
+/// with the machine's two cores running twice the tests. A loader that put the route in
+/// service 20 ms before the cluster fails 15 to 19 requests here. Envoy-acknowledged
+/// phased apply (the route only after Envoy reports the cluster) would make it 0.
+const NEW_CLUSTER_503S: u64 = 12;
 const NS: &str = "default";
 const CM: &str = "envoy-xds";
 const BACKENDS: [&str; 3] = ["blue", "green", "extra"];
@@ -198,6 +209,7 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
         );
         let before = rig.envoy.stats();
         let writes = rig.writes();
+        traffic.take(); // count from `before` on, so the failures can be held to Envoy's stats
 
         // 3. One update: a new EDS file, a cluster that uses it, and a route to it.
         let (eds, cds, rds) = (
@@ -251,17 +263,17 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
         );
         std::thread::sleep(Duration::from_millis(200)); // steady traffic after convergence
         let c3 = traffic.take();
+        let no_cluster = delta(&before, &rig.envoy.stats(), "http.ingress.no_cluster");
         report(
             &format!("3 new cluster {}", style.key()),
             format!(
-                "scenario 3, new EDS file + cluster + route in one update ({}): requests sent {}, failed {}{}; served by `extra` {:.1} ms after the update; cds.update_rejected +0",
+                "scenario 3, new EDS file + cluster + route in one update ({}): requests sent {}, failed {} (at most {NEW_CLUSTER_503S}){}; served by `extra` {:.1} ms after the update; cds.update_rejected +0",
                 style.name(),
                 c3.sent,
                 c3.failed,
                 if c3.failed > 0 {
                     format!(
-                        " (503, http.ingress.no_cluster +{}: the route was in service before the new cluster)",
-                        delta(&before, &rig.envoy.stats(), "http.ingress.no_cluster")
+                        " (503, http.ingress.no_cluster +{no_cluster}: the route was in service before the new cluster)"
                     )
                 } else {
                     String::new()
@@ -269,10 +281,38 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
                 ms(took)
             ),
         );
+        assert_visible(&format!("{style:?}: the new cluster"), seen, t0, &rig);
         // Envoy handles the CDS and RDS reloads in no guaranteed order, so a request may
-        // meet the route before the cluster (503 "no cluster"): reported, and it must end.
-        assert!(c3.failures.iter().all(|f| f.starts_with("503")), "{c3:?}");
-        assert_eq!(c3.stragglers, 0, "{c3:?}");
+        // meet the route before the cluster: a 503 from Envoy's router (no_cluster), and
+        // only a few of them. Anything else, or more, is a loader that showed Envoy the
+        // route before the cluster it names, or a cluster before its endpoints.
+        assert!(
+            c3.failed <= NEW_CLUSTER_503S,
+            "{style:?}: {} requests failed around the new cluster, over the bound of {NEW_CLUSTER_503S}: {:?}",
+            c3.failed,
+            c3.failures
+        );
+        assert!(
+            c3.failures.keys().all(|r| r.starts_with("503"))
+                && no_cluster == c3.failed as i64,
+            "{style:?}: every failure is a 503 no_cluster: failed {}, http.ingress.no_cluster +{no_cluster}, by reason {:?}, first {:?}",
+            c3.failed,
+            c3.failures,
+            c3.first_failures
+        );
+        assert_eq!(
+            c3.failed_after_seen, 0,
+            "{style:?}: requests failed after extra served: {c3:?}"
+        );
+        assert_eq!(
+            c3.stragglers, 0,
+            "{style:?}: answers from blue after extra served: {c3:?}"
+        );
+        assert_eq!(
+            c3.reconnects, 0,
+            "{style:?}: Envoy closed {} client connections around the new cluster: {c3:?}",
+            c3.reconnects
+        );
 
         // 4a. Route away from `extra` (one file), then drop its cluster and its EDS key.
         traffic.expect("blue");
@@ -1449,8 +1489,12 @@ struct Counts {
     per_backend: BTreeMap<String, u64>,
     /// After the expected backend answered once, answers from another one.
     stragglers: u64,
-    /// The first few failures.
-    failures: Vec<String>,
+    /// After the expected backend answered once, failed requests (counted in `failed` too).
+    failed_after_seen: u64,
+    /// Every failed request, counted by its reason (status and body, or the I/O error).
+    failures: BTreeMap<String, u64>,
+    /// The first few failures as they came, for messages.
+    first_failures: Vec<String>,
     want: Option<String>,
     seen: Option<Instant>,
 }
@@ -1461,8 +1505,14 @@ impl Counts {
     }
     fn fail(&mut self, why: String) {
         self.failed += 1;
-        if self.failures.len() < 10 {
-            self.failures.push(why);
+        if self.want.is_some() && self.seen.is_some() {
+            self.failed_after_seen += 1;
+        }
+        // The reason is the text's start: an I/O error may end in details that vary.
+        let reason: String = why.chars().take(80).collect();
+        *self.failures.entry(reason).or_default() += 1;
+        if self.first_failures.len() < 5 {
+            self.first_failures.push(why);
         }
     }
 }
@@ -1607,7 +1657,11 @@ fn client(port: u16, stop: &AtomicBool, counts: &Mutex<Counts>) {
                         }
                     }
                 } else {
-                    c.fail(format!("{} {}", resp.status, resp.body));
+                    c.fail(
+                        format!("{} {}", resp.status, resp.body)
+                            .trim_end()
+                            .to_string(),
+                    );
                 }
                 if resp.close {
                     c.reconnects += 1;
@@ -1625,6 +1679,18 @@ fn client(port: u16, stop: &AtomicBool, counts: &Mutex<Counts>) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Returns how long after `t0` (the ConfigMap update) Envoy served the change at `seen`,
+/// failing past [`VISIBLE_WITHIN`].
+fn assert_visible(what: &str, seen: Instant, t0: Instant, rig: &Rig) -> Duration {
+    let took = seen.saturating_duration_since(t0);
+    assert!(
+        took <= VISIBLE_WITHIN,
+        "{what}: served {took:?} after the ConfigMap update, over {VISIBLE_WITHIN:?}: {}",
+        rig.diag()
+    );
+    took
 }
 
 fn median_worst(v: &[Duration]) -> (f64, f64) {
