@@ -16,8 +16,10 @@
 #     probe of the manifests), picks up an update, and SIGTERM ends it with 0.
 #
 # Needs root (chroot, buildah's vfs store); installs buildah with apt-get when missing. Where
-# root or buildah cannot be had it prints one "SKIP" line for the image part and exits 0
-# after the parts it could run. Cleans up what it made (emulator, loaders, container, image,
+# root or buildah cannot be had, the parts that need them cannot run: under CI (CI=true) or
+# with REQUIRE_IMAGE=1 (scripts/test.sh sets it) that is a failure, exit 1 with the reason;
+# otherwise a "SKIPPED" banner on stderr names what was not tested, and it exits 0 after
+# the parts it could run. Cleans up what it made (emulator, loaders, container, image,
 # store) on any exit. Prints the binary size and the image size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,23 @@ say() { echo "test-image: $*"; }
 fail() {
   echo "test-image: FAIL: $*" >&2
   exit 1
+}
+# on VALUE: unset, empty, 0, false and no are off.
+on() { case "${1,,}" in "" | 0 | false | no) return 1 ;; *) return 0 ;; esac; }
+# skip REASON UNTESTED: a run that could not test the image must not pass for one that did,
+# so under CI or REQUIRE_IMAGE a skip fails; elsewhere it says so in a banner.
+skip() {
+  if on "${REQUIRE_IMAGE:-}" || on "${CI:-}"; then
+    fail "$1, so $2 cannot be tested (a skip is a failure with REQUIRE_IMAGE=${REQUIRE_IMAGE:-} CI=${CI:-})"
+  fi
+  {
+    echo "test-image: ##################################################################"
+    echo "test-image: SKIPPED: $1"
+    echo "test-image: NOT TESTED: $2"
+    echo "test-image: (REQUIRE_IMAGE=1 or CI=true makes this a failure)"
+    echo "test-image: ##################################################################"
+  } >&2
+  exit 0
 }
 
 emulator_pid="" watch_pid="" store="" ctr="" work=""
@@ -67,8 +86,8 @@ desc=$(file -b "$bin")
 say "static binary: $bin, $size bytes (budget $SIZE_BUDGET)"
 
 if [ "$(id -u)" -ne 0 ]; then
-  say "SKIP: the chroot and image tests need root (running as uid $(id -u))"
-  exit 0
+  skip "the chroot and image tests need root (running as uid $(id -u))" \
+    "the binary alone in a chroot, the image (build, config, root filesystem), -onetime and -watch in it"
 fi
 
 # `env -i` empties PATH too, so chroot is named by its full path.
@@ -92,8 +111,8 @@ if ! command -v buildah >/dev/null 2>&1; then
   say "installing buildah (apt-get)"
   if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null 2>&1; }; then
-    say "SKIP: buildah cannot be installed here; the image was not built or tested"
-    exit 0
+    skip "buildah is missing and cannot be installed here (apt-get)" \
+      "the image (build, config, root filesystem), -onetime and -watch in it"
   fi
 fi
 
