@@ -16,13 +16,17 @@
 #     answer (/readyz 503 with no snapshot yet, /healthz 200), and SIGTERM ends it with 0.
 #  5. The Envoy configuration (bootstrap + the xDS ConfigMap) and the Envoy container's
 #     command line load into a real Envoy 1.40 (scripts/install-envoy.sh): the listener,
-#     both clusters and the route are accepted.
+#     both clusters and the route are accepted, once for each Deployment (each has one
+#     Envoy container), or the run fails.
 #
-# README_FILE=path checks another Markdown file instead of README.md.
+# README_FILE=path checks another Markdown file instead of README.md; K8S_DIR=dir checks
+# the manifests in another directory instead of tests/k8s (a changed copy, with a README
+# that shows it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 README_FILE=${README_FILE:-README.md}
+K8S_DIR=${K8S_DIR:-tests/k8s}
 KV_VERSION=1.37.0
 venv=target/k8s-validate
 
@@ -40,7 +44,7 @@ if [ -z "$envoy" ]; then
   envoy=$(scripts/install-envoy.sh | tail -n 1)
 fi
 
-exec "$venv/bin/python" - "$README_FILE" tests/k8s "$loader" "$envoy" <<'EOF'
+exec "$venv/bin/python" - "$README_FILE" "$K8S_DIR" "$loader" "$envoy" <<'EOF'
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 import kubernetes_validate
@@ -49,6 +53,8 @@ import yaml
 
 readme, k8s_dir, loader, envoy = sys.argv[1:5]
 FILES = ["rbac.yaml", "configmaps.yaml", "deployment.yaml", "deployment-native-sidecar.yaml"]
+# The manifests with an Envoy container: each must load into a real Envoy (part 5).
+ENVOY_MANIFESTS = ["deployment.yaml", "deployment-native-sidecar.yaml"]
 MIN_VERSION = (1, 29)
 errors = []
 
@@ -77,9 +83,9 @@ for f, b in zip(FILES, blocks):
     if b != contents[f]:
         ra, rb = contents[f].splitlines(), b.splitlines()
         line = next((i + 1 for i, (x, y) in enumerate(zip(ra, rb)) if x != y), min(len(ra), len(rb)) + 1)
-        error(f"{readme}: the yaml block for {f} differs from tests/k8s/{f} (first at line {line} of the file)")
+        error(f"{readme}: the yaml block for {f} differs from {k8s_dir}/{f} (first at line {line} of the file)")
 if m and not errors:
-    info(f"{readme}: the {len(FILES)} yaml blocks equal tests/k8s/*.yaml")
+    info(f"{readme}: the {len(FILES)} yaml blocks equal {k8s_dir}/*.yaml")
 
 docs = {f: [d for d in yaml.safe_load_all(contents[f]) if d] for f in FILES}
 
@@ -153,6 +159,11 @@ else:
 
 def loader_args(c):
     return c.get("args", []) if "envoy-xds-configmap-loader" in c.get("image", "") else None
+
+
+def is_envoy(c):
+    # By image too: a container renamed from `envoy` must not slip past part 5.
+    return c.get("name") == "envoy" or "envoyproxy/envoy" in c.get("image", "")
 
 
 def flag_values(args, flag):
@@ -264,7 +275,7 @@ for f, d in deployments.items():
             if sidecar and probes.get("startupProbe", (0, ""))[1] != "/readyz":
                 error(f"{cn}: a native loader sidecar needs a startupProbe on /readyz (first snapshot on disk)")
             loader_runs.append((cn, args, mode, probes))
-        elif c["name"] == "envoy":
+        elif is_envoy(c):
             if c.get("image") != "envoyproxy/envoy:v1.40.0":
                 error(f"{cn}: image {c.get('image')}, want envoyproxy/envoy:v1.40.0")
             rt = mounts.get("/srv/runtime")
@@ -286,6 +297,9 @@ for f, d in deployments.items():
             cm = src.get("configMap", {}).get("name")
             if cm and cm != "kube-root-ca.crt" and cm not in configmaps:
                 error(f"{name}: projected ConfigMap {cm} is unknown")
+    n_envoy = sum(1 for c in inits + mains if loader_args(c) is None and is_envoy(c))
+    if n_envoy != 1:
+        error(f"{name}: want one Envoy container, got {n_envoy}")
     roles_seen = [("sidecar" if c.get("restartPolicy") == "Always" else "init" if c in inits else "main",
                    "-onetime" in loader_args(c) and "onetime" or "watch")
                   for c in inits + mains if loader_args(c) is not None]
@@ -350,6 +364,7 @@ try:
 
     # 5. The Envoy configuration in a real Envoy, with the Envoy container's command line.
     xds = objects[("ConfigMap", "envoy-xds")][1]["data"]
+    loaded = []
     for f, c, mounts, volumes in envoy_runs:
         run = os.path.join(tmp, "envoy-" + f.split(".")[0])
         cur = os.path.join(run, "srv-runtime", "current")
@@ -418,7 +433,13 @@ try:
             log.seek(0)
             got = {k: stats.get(k) for k in list(want) + ["cluster_manager.active_clusters", "cluster_manager.warming_clusters"]}
             error(f"{f}: Envoy did not accept the configuration: {got}; exit {p.returncode}; log:\n{log.read()[-3000:]}")
-    info(f"Envoy {envoy}: bootstrap, listener, 2 clusters and the weighted route accepted ({len(envoy_runs)} command lines)")
+        else:
+            loaded.append(f)
+    # Zero runs must not pass: every manifest with an Envoy container was loaded, once.
+    if sorted(loaded) != sorted(ENVOY_MANIFESTS):
+        missing = [f for f in ENVOY_MANIFESTS if f not in loaded]
+        error(f"Envoy accepted {len(loaded)} configurations ({', '.join(loaded) or 'none'}), want {len(ENVOY_MANIFESTS)}, one per manifest with an Envoy container; not loaded: {', '.join(missing) or 'none'}")
+    info(f"Envoy {envoy}: bootstrap, listener, 2 clusters and the weighted route accepted for {len(loaded)} of {len(ENVOY_MANIFESTS)} manifests ({', '.join(loaded)})")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
