@@ -8,8 +8,10 @@
 #     PyPI package kubernetes-validate (installed into target/k8s-validate, a venv).
 #  3. What the schemas cannot see, checked as the API server and the kubelet would: names,
 #     quantities, no namespace anywhere, selector vs. template labels, volumes and mounts,
-#     probes (startup probes only where allowed), the restricted security context, the
-#     RBAC objects against the ConfigMap names the loader is given.
+#     probes (startup probes only where allowed; every -watch loader has a readiness probe
+#     on /readyz and a liveness probe on /healthz, over HTTP, on the port it listens on for
+#     the pod's address), the restricted security context, the RBAC objects against the
+#     ConfigMap names the loader is given.
 #  4. Every loader command line, exactly as written, passes the real loader's flag parser,
 #     and behaves (run with the output dir and -listen moved to a temporary place): -onetime
 #     fails fast on a refused API connection; -watch keeps running, its probe endpoints
@@ -221,6 +223,8 @@ for f, d in deployments.items():
             handler = c.get(probe, {}).get("tcpSocket") or c.get(probe, {}).get("httpGet")
             if not handler:
                 continue
+            if "httpGet" in c.get(probe, {}) and handler.get("scheme", "HTTP") != "HTTP":
+                error(f"{cn}: {probe} asks {handler['scheme']}, but the loader serves plain HTTP")
             port = handler.get("port")
             if isinstance(port, str):
                 if port not in ports:
@@ -272,6 +276,16 @@ for f, d in deployments.items():
                     error(f"{cn}: {probe} asks port {port}, but the loader listens on {listen or 'nothing'}")
                 if path not in ("/readyz", "/healthz"):
                     error(f"{cn}: {probe} asks {path!r}, which the loader does not serve")
+            if probes and listen and listen[-1].rsplit(":", 1)[0] not in ("", "0.0.0.0", "[::]"):
+                error(f"{cn}: -listen={listen[-1]}: the kubelet probes the pod's address, which that does not listen on")
+            if mode == "watch":
+                # Readiness: the snapshot is on disk; liveness: the loader is not stuck.
+                for probe, want_path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+                    got = probes.get(probe)
+                    if got is None:
+                        error(f"{cn}: a -watch loader needs an httpGet {probe} on {want_path} (port of -listen), has {c.get(probe)}")
+                    elif got[1] != want_path:
+                        error(f"{cn}: {probe} asks {got[1] or 'a TCP connect'!r}, want httpGet {want_path}")
             if sidecar and probes.get("startupProbe", (0, ""))[1] != "/readyz":
                 error(f"{cn}: a native loader sidecar needs a startupProbe on /readyz (first snapshot on disk)")
             loader_runs.append((cn, args, mode, probes))
