@@ -427,7 +427,11 @@ impl Tmpfs {
             let why = "disk-fault tests need root to mount a tmpfs";
             // CI runs as root: a skip there would hide what this test checks.
             assert!(std::env::var_os("CI").is_none(), "CI: {why}");
-            eprintln!("SKIPPED full_and_read_only_disks_keep_the_last_snapshot_and_retry: {why}");
+            // Straight to stderr: the test harness would capture eprintln!.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED full_and_read_only_disks_keep_the_last_snapshot_and_retry: {why}"
+            );
             return None;
         }
         std::fs::create_dir_all(dir).unwrap();
