@@ -843,6 +843,40 @@ mod tests {
     use super::*;
     use crate::kube::Kind;
 
+    /// The /healthz bound for a mode's flags, parsed as the binary parses them.
+    fn bound_for(flags: &[&str]) -> Duration {
+        let mut args: Vec<std::ffi::OsString> = vec!["-configmap".into(), "ns/x".into()];
+        args.extend(flags.iter().map(Into::into));
+        let no_env = |_: &str| None;
+        match crate::cli::parse(args, &no_env, std::path::Path::new("/nonexistent")) {
+            Ok(crate::cli::Parsed::Run(cfg)) => stall_bound(&cfg),
+            _ => panic!("flags {flags:?} parse"),
+        }
+    }
+
+    #[test]
+    fn healthz_bounds_follow_the_readme() {
+        let s = Duration::from_secs;
+        // Watch: a watch lasts at most 2 × -watch-timeout, plus the read margin
+        // (timeout / 10 within [2 s, 30 s]), plus the smaller of the timeout and a minute.
+        assert_eq!(bound_for(&["-watch"]), s(600 + 30 + 60));
+        assert_eq!(
+            bound_for(&["-watch", "-watch-timeout", "10s"]),
+            s(20 + 2 + 10)
+        );
+        assert_eq!(
+            bound_for(&["-watch", "-watch-timeout", "1m"]),
+            s(120 + 6 + 60)
+        );
+        // Poll: 2 × -sync-interval + 60 s (README, Health and metrics).
+        assert_eq!(bound_for(&[]), s(2 * 60 + 60));
+        assert_eq!(
+            bound_for(&["-sync-interval", "300ms"]),
+            Duration::from_millis(60_600)
+        );
+        assert_eq!(bound_for(&["-sync-interval", "5m"]), s(600 + 60));
+    }
+
     #[test]
     fn tenths_formats_log_delays() {
         for (ms, want) in [
