@@ -404,15 +404,17 @@ fn build(
     })
 }
 
-/// `:9090`, `0.0.0.0:9090`, `127.0.0.1:0`, `[::]:9090` → a bindable address.
+/// `:9090` (every address, IPv6 and IPv4, as Go takes it: see `health::serve`),
+/// `0.0.0.0:9090`, `127.0.0.1:0`, `[::]:9090`.
 fn parse_listen(v: &str) -> Result<String, UsageError> {
-    let addr = if v.starts_with(':') {
+    let check = if v.starts_with(':') {
         format!("0.0.0.0{v}")
     } else {
         v.to_string()
     };
-    addr.parse::<std::net::SocketAddr>()
-        .map(|_| addr.clone())
+    check
+        .parse::<std::net::SocketAddr>()
+        .map(|_| v.to_string())
         .map_err(|_| {
             UsageError(format!(
                 "invalid value {v:?} for -listen: want HOST:PORT or :PORT with an IP host"
@@ -725,7 +727,7 @@ mod tests {
     #[test]
     fn listen_addresses() {
         for (v, want) in [
-            (":9090", Ok("0.0.0.0:9090")),
+            (":9090", Ok(":9090")),
             ("127.0.0.1:0", Ok("127.0.0.1:0")),
             ("[::]:1", Ok("[::]:1")),
             ("localhost:1", Err(())),

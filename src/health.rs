@@ -1,22 +1,25 @@
 //! Health, readiness and metrics: counters the engine bumps, and a tiny HTTP server for
 //! `-listen ADDR` that serves `/readyz`, `/healthz` and `/metrics` (Prometheus text).
 //!
-//! The server runs on its own threads with short timeouts and a cap on concurrent
-//! connections, reads at most a small request head, and only reads atomics and short-held
-//! locks: a slow or hostile client can never stall the loader. It never writes files.
+//! The server runs on its own threads with a deadline for each whole request and a fixed
+//! number of connection slots (when all are taken, the oldest connection still sending its
+//! request gives way), reads at most a small request head, and only reads atomics and
+//! short-held locks: a slow or hostile client can never stall the loader, nor keep a probe
+//! from its answer. It never writes files.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Largest request head read from a client.
 const MAX_REQUEST_BYTES: usize = 8 << 10;
-/// Connections served at once; more are closed at once.
+/// Connections served at once; a new one takes the place of the oldest still sending.
 const MAX_CONNECTIONS: usize = 16;
+/// How long a client has to send its whole request head.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a snapshot was not written.
@@ -217,10 +220,17 @@ impl Metrics {
     }
 }
 
-/// Binds `addr` and serves in the background; the error names the address.
+/// Binds `addr` and serves in the background; the error names the address. `:PORT` means
+/// every address, as Go's `net.Listen` takes it: `[::]:PORT`, which on Linux also accepts
+/// IPv4, or `0.0.0.0:PORT` where IPv6 is off.
 pub fn serve(addr: &str) -> std::io::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
+    let bind = |a: &str| {
+        TcpListener::bind(a).map_err(|e| std::io::Error::new(e.kind(), format!("listen {a}: {e}")))
+    };
+    let listener = match addr.strip_prefix(':') {
+        Some(port) => bind(&format!("[::]:{port}")).or_else(|_| bind(&format!("0.0.0.0:{port}"))),
+        None => bind(addr),
+    }?;
     let local = listener.local_addr()?;
     std::thread::Builder::new()
         .name("health".into())
@@ -228,29 +238,81 @@ pub fn serve(addr: &str) -> std::io::Result<std::net::SocketAddr> {
     Ok(local)
 }
 
-fn accept_loop(listener: TcpListener) {
-    static ACTIVE: AtomicUsize = AtomicUsize::new(0);
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        if ACTIVE.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            ACTIVE.fetch_sub(1, Ordering::SeqCst);
-            continue; // dropped: closed at once
+/// The connections being served: a fixed number of slots, so that a flood of clients
+/// costs a bounded number of threads.
+struct Slots(Mutex<Vec<Slot>>);
+
+struct Slot {
+    id: u64,
+    since: Instant,
+    /// Its request head is complete: it is being answered, which takes microseconds.
+    answering: bool,
+    sock: TcpStream,
+}
+
+impl Slots {
+    /// Takes a slot for `sock`. When all are taken, the oldest connection still sending its
+    /// request gives way (it is shut down): slow clients can delay a probe by one accept,
+    /// never refuse it.
+    fn take(&self, id: u64, sock: &TcpStream) -> bool {
+        let Ok(handle) = sock.try_clone() else {
+            return false;
+        };
+        let mut slots = lock(&self.0);
+        if slots.len() >= MAX_CONNECTIONS {
+            let oldest = (0..slots.len())
+                .filter(|&i| !slots[i].answering)
+                .min_by_key(|&i| slots[i].since);
+            let Some(i) = oldest else {
+                return false;
+            };
+            let _ = slots.swap_remove(i).sock.shutdown(Shutdown::Both);
         }
+        slots.push(Slot {
+            id,
+            since: Instant::now(),
+            answering: false,
+            sock: handle,
+        });
+        true
+    }
+
+    fn answering(&self, id: u64) {
+        if let Some(s) = lock(&self.0).iter_mut().find(|s| s.id == id) {
+            s.answering = true;
+        }
+    }
+
+    fn give_back(&self, id: u64) {
+        lock(&self.0).retain(|s| s.id != id);
+    }
+}
+
+fn accept_loop(listener: TcpListener) {
+    let slots = std::sync::Arc::new(Slots(Mutex::new(Vec::with_capacity(MAX_CONNECTIONS))));
+    for (id, conn) in (0u64..).zip(listener.incoming()) {
+        let Ok(conn) = conn else { continue };
+        if !slots.take(id, &conn) {
+            continue; // every slot is answering: closed at once
+        }
+        let mine = slots.clone();
         let spawned = std::thread::Builder::new()
             .name("health-conn".into())
             .spawn(move || {
-                handle(conn);
-                ACTIVE.fetch_sub(1, Ordering::SeqCst);
+                handle(conn, Instant::now() + CLIENT_TIMEOUT, &|| {
+                    mine.answering(id)
+                });
+                mine.give_back(id);
             });
         if spawned.is_err() {
-            ACTIVE.fetch_sub(1, Ordering::SeqCst);
+            slots.give_back(id);
         }
     }
 }
 
-fn handle(mut conn: TcpStream) {
-    let _ = conn.set_read_timeout(Some(CLIENT_TIMEOUT));
-    let _ = conn.set_write_timeout(Some(CLIENT_TIMEOUT));
+/// Reads one request head until `deadline` (the whole request, not each read), then
+/// answers it; `answering` is called once the head is complete.
+fn handle(mut conn: TcpStream, deadline: Instant, answering: &dyn Fn()) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let head_end = loop {
@@ -260,11 +322,16 @@ fn handle(mut conn: TcpStream) {
         if buf.len() >= MAX_REQUEST_BYTES {
             break None;
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || conn.set_read_timeout(Some(left)).is_err() {
+            break None;
+        }
         match conn.read(&mut chunk) {
             Ok(0) | Err(_) => break None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
+    answering();
     let (status, body) = match head_end {
         None if buf.len() >= MAX_REQUEST_BYTES => (431, "request head too large\n".to_string()),
         None if buf.is_empty() => return,
@@ -284,10 +351,13 @@ fn handle(mut conn: TcpStream) {
     } else {
         "text/plain; charset=utf-8"
     };
+    // HEAD: the headers GET would have, no body.
+    let len = body.len();
+    let body = if buf.starts_with(b"HEAD ") { "" } else { &body };
     let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}"
     );
+    let _ = conn.set_write_timeout(Some(CLIENT_TIMEOUT));
     let _ = conn.write_all(resp.as_bytes());
 }
 
