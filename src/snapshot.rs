@@ -47,6 +47,8 @@ pub const DATA: &str = "..data";
 pub const DATA_TMP: &str = "..data_tmp";
 /// The temporary name of a key link, renamed over `DIR/KEY` (one at a time).
 pub const LINK_TMP: &str = "..link_tmp";
+/// The advisory lock that makes one process the directory's writer ([`Writer::lock`]).
+pub const LOCK: &str = "..lock";
 /// Longest key (the ConfigMap key limit).
 pub const MAX_KEY_LEN: usize = 253;
 /// Most files in one snapshot (written or read back).
@@ -300,6 +302,8 @@ pub struct Writer {
     resync: bool,
     /// A clean-up failed: sweep before the next write.
     needs_sweep: bool,
+    /// `DIR/..lock`, held (an advisory `flock`) for the writer's lifetime.
+    lock: Option<File>,
     faults: Faults,
 }
 
@@ -324,8 +328,58 @@ impl Writer {
             fsync: false,
             resync: false,
             needs_sweep: false,
+            lock: None,
             faults: Faults::default(),
         }
+    }
+
+    /// Makes this process the directory's only writer: creates the directory (0755, with
+    /// its parents) when missing and takes an exclusive advisory lock on `DIR/..lock`
+    /// (`flock`; the kernel drops it when the process dies, however it dies), writing the
+    /// process id into it for the error of a second writer. Call before
+    /// [`sweep`](Writer::sweep): two writers on one directory would remove each other's
+    /// keys and versions.
+    ///
+    /// Errors: the directory or the lock file cannot be made, or another process holds the
+    /// lock (op `lock`, kind `WouldBlock`, naming its pid).
+    pub fn lock(&mut self) -> Result<(), Error> {
+        let dir = self.dir.clone();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dir)
+            .map_err(|e| err("create dir", &dir, e))?;
+        let path = dir.join(LOCK);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(|e| err("open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = (&file).take(32).read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "?" } else { holder };
+                let why = format!("another loader (pid {holder}) writes this directory");
+                return Err(err(
+                    "lock",
+                    &path,
+                    io::Error::new(io::ErrorKind::WouldBlock, why),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(err("lock", &path, e)),
+        }
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.write_all(format!("{}\n", pid()).as_bytes()));
+        written.map_err(|e| err("write", &path, e))?;
+        self.lock = Some(file);
+        Ok(())
     }
 
     /// The snapshot directory.
@@ -2073,6 +2127,37 @@ mod tests {
         assert_eq!(layout(&dir), before);
         assert_eq!(w.current().unwrap(), Some(v1.clone()));
         assert_eq!(w.write(&v1).unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn one_writer_per_directory() {
+        let t = TempDir::new("lock");
+        let dir = t.path().join("out");
+        let mut first = Writer::new(&dir);
+        first.lock().unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join(LOCK)).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        first.write(&files(&[("lds.yaml", LDS)])).unwrap();
+        let mut second = Writer::new(&dir);
+        let e = second.lock().unwrap_err();
+        assert_eq!((e.op, e.source.kind()), ("lock", io::ErrorKind::WouldBlock));
+        assert!(
+            e.to_string().contains(&format!(
+                "another loader (pid {}) writes this directory",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        // The lock file is no key, and the sweep leaves it.
+        assert_eq!(first.sweep().unwrap(), Vec::<String>::new());
+        assert_eq!(
+            first.current().unwrap().unwrap(),
+            files(&[("lds.yaml", LDS)])
+        );
+        drop(first);
+        second.lock().unwrap();
     }
 
     #[test]

@@ -1019,3 +1019,57 @@ fn requests_resume_from_the_last_version_and_relist_only_when_too_old() {
         "log lines name the object: {log}"
     );
 }
+
+/// Two loaders pointed at one directory (one for ConfigMaps, one for Secrets, say): the
+/// second exits 1 with an error naming the directory's lock and the holder, and never
+/// touches the first one's files; once the holder is killed, a new loader takes over.
+#[test]
+fn a_second_loader_on_the_same_directory_exits_1_and_writes_nothing() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("lds.yaml", "L")]);
+    emu.apply_secret("default", "tls", &[("tls.crt", b"CERT")]);
+    let tmp = TempDir::new("two-writers");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut first = Loader::start(
+        &tmp,
+        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
+    );
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("lds.yaml", "L")])),
+        "{}",
+        first.log()
+    );
+    let version = data_target(&out);
+    let mut flags = vec!["-secret", "tls", "-namespace", "default", "-watch"];
+    flags.extend(["-watch-timeout", "3s"]);
+    let second_args = loader_args(&emu.url(), &token, &out, &flags);
+    let mut second = Loader::start(&tmp, &strs(&second_args));
+    let status = second.wait(T).expect("the second loader exits");
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    let lock = out.join("..lock").display().to_string();
+    let holder = first.child.id();
+    assert!(
+        second.log().contains(&format!(
+            "lock {lock}: another loader (pid {holder}) writes this directory"
+        )),
+        "the error names the lock and the holder: {}",
+        second.log()
+    );
+    assert_eq!(
+        read_text(&out),
+        text(&[("lds.yaml", "L")]),
+        "nothing of the second"
+    );
+    assert_eq!(data_target(&out), version, "no write by the second");
+    // The first goes on; killed, it releases the lock to the next loader.
+    emu.apply("default", "envoy", &[("lds.yaml", "L2")]);
+    assert!(wait_until(T, || read_text(&out) == text(&[("lds.yaml", "L2")])));
+    first.kill9();
+    let third = Loader::start(&tmp, &strs(&second_args));
+    assert!(
+        wait_until(T, || read_text(&out) == text(&[("tls.crt", "CERT")])),
+        "the next loader takes over: {}",
+        third.log()
+    );
+}
