@@ -508,6 +508,17 @@ pub fn parse_apiserver(url: &str) -> Result<ApiServer, UsageError> {
             .filter(|p| *p != 0)
             .ok_or_else(|| bad("bad port"))?,
     };
+    // The bearer token goes with every request: over plain HTTP only to this machine
+    // (`kubectl proxy`), never across a network.
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !https && !loopback {
+        return Err(bad(
+            "plain http:// would send the bearer token in cleartext; use https://, or http:// to a loopback address (kubectl proxy)",
+        ));
+    }
     let base_path = path.trim_end_matches('/').to_string();
     if !base_path
         .bytes()
@@ -800,6 +811,12 @@ mod tests {
                 "https://h/k8s/clusters/c-1/",
                 Ok((true, "h", 443, "/k8s/clusters/c-1")),
             ),
+            ("http://localhost:8001", Ok((false, "localhost", 8001, ""))),
+            ("http://127.1.2.3:8001", Ok((false, "127.1.2.3", 8001, ""))),
+            ("http://[::1]:8001", Ok((false, "::1", 8001, ""))),
+            ("http://10.0.0.1:8080", Err("cleartext")),
+            ("http://kubernetes", Err("cleartext")),
+            ("http://[fd00::1]:80", Err("cleartext")),
             ("ftp://x", Err("must start with")),
             ("https://", Err("no host")),
             ("https://::1:443", Err("brackets")),

@@ -758,6 +758,18 @@ fn usage_errors_exit_2_and_name_the_flag() {
             ],
             "-sync-interval",
         ),
+        (
+            // refused before any connection: the token must not cross a network in clear
+            vec![
+                "-configmap",
+                "x",
+                "-namespace",
+                "n",
+                "-apiserver",
+                "http://10.1.2.3:8080",
+            ],
+            "would send the bearer token in cleartext",
+        ),
     ] {
         let mut l = Loader::start(&tmp, &args);
         assert_eq!(l.wait(T).unwrap().code(), Some(2));
