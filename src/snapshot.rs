@@ -350,14 +350,16 @@ impl Writer {
             .create(&dir)
             .map_err(|e| err("create dir", &dir, e))?;
         let path = dir.join(LOCK);
-        let mut file = fs::OpenOptions::new()
-            .read(true)
+        // The lock is held on a read-only handle: a file open for writing would keep the
+        // file system from being remounted read-only.
+        fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(FILE_MODE)
             .open(&path)
-            .map_err(|e| err("open", &path, e))?;
+            .map_err(|e| err("create", &path, e))?;
+        let file = File::open(&path).map_err(|e| err("open", &path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -374,10 +376,7 @@ impl Writer {
             }
             Err(fs::TryLockError::Error(e)) => return Err(err("lock", &path, e)),
         }
-        let written = file
-            .set_len(0)
-            .and_then(|()| file.write_all(format!("{}\n", pid()).as_bytes()));
-        written.map_err(|e| err("write", &path, e))?;
+        fs::write(&path, format!("{}\n", pid())).map_err(|e| err("write", &path, e))?;
         self.lock = Some(file);
         Ok(())
     }
