@@ -144,6 +144,8 @@ pub enum Event {
 pub enum Error {
     /// Connecting, TLS, reading or framing failed.
     Transport(String),
+    /// A read or write timed out: for a watch, nothing arrived for its read timeout.
+    Timeout,
     /// A non-2xx answer, with its `Status` when the body had one.
     Api {
         code: u16,
@@ -177,6 +179,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Transport(m) => f.write_str(m),
+            Error::Timeout => f.write_str("http: timed out"),
             Error::Api {
                 code,
                 status: Some(s),
@@ -194,7 +197,10 @@ impl std::error::Error for Error {}
 
 impl From<http::Error> for Error {
     fn from(e: http::Error) -> Error {
-        Error::Transport(e.to_string())
+        match e {
+            http::Error::Timeout => Error::Timeout,
+            e => Error::Transport(e.to_string()),
+        }
     }
 }
 

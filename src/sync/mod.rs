@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod reflector;
+use reflector::{Heard, Reflector, Step, SILENCE};
+
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Held while a snapshot is written; `main` takes it before exiting on a signal so that a
@@ -340,7 +343,8 @@ impl Engine {
     }
 }
 
-/// One object's list+watch loop (client-go's reflector, for one name).
+/// One object's list+watch loop: the requests, sleeps, logs and counts around the
+/// [`Reflector`], which decides every next step.
 fn reflect(
     idx: usize,
     obj: ObjectRef,
@@ -349,139 +353,203 @@ fn reflect(
     watch_timeout: Duration,
     engine: &Engine,
 ) -> ! {
-    let mut backoff = Backoff::new(Rng::from_entropy());
+    let mut r = Reflector::new(Backoff::new(Rng::from_entropy()));
     let mut rng = Rng::from_entropy();
-    let mut lists = 0u64;
-    'list: loop {
-        lists += 1;
-        if lists > 1 {
-            METRICS.relist();
+    let next_check = |rng: &mut Rng| {
+        (!sync_interval.is_zero()).then(|| Instant::now() + rng.scale(sync_interval, 0.9, 1.1))
+    };
+    let mut check_at = None;
+    // The object's own version as last delivered, for the safety-net check.
+    let mut object_version: Option<String> = None;
+    let (mut lists, mut watches) = (0u64, 0u64);
+    let mut step = r.start();
+    loop {
+        step = match step {
+            Step::List => {
+                lists += 1;
+                if lists > 1 {
+                    METRICS.relist();
+                }
+                match client.list(&obj, false) {
+                    Ok(listed) => {
+                        METRICS.progress(idx);
+                        object_version = listed.object.as_ref().map(|o| o.resource_version.clone());
+                        check_at = next_check(&mut rng);
+                        watches = 0;
+                        let next = r.on(Heard::Listed(&listed.resource_version));
+                        engine.deliver(Msg::Listed(idx, listed.object));
+                        next
+                    }
+                    Err(e) => failed(&obj, "list", &e, &mut r),
+                }
+            }
+            Step::Watch(from) => {
+                if check_at.is_some_and(|t| Instant::now() >= t) {
+                    check_at = next_check(&mut rng);
+                    if safety_net_differs(&obj, client, object_version.as_deref()) {
+                        step = r.on(Heard::Differs);
+                        continue;
+                    }
+                }
+                let mut timeout = rng.scale(watch_timeout, 1.0, 2.0);
+                if let Some(t) = check_at {
+                    timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+                }
+                let timeout_secs = timeout.as_secs().max(1);
+                // A byte is due at least every SILENCE (bookmarks), and the end at the
+                // server's own timeout plus a margin, whichever comes first.
+                let due = Duration::from_secs(timeout_secs) + read_margin(watch_timeout);
+                let read_timeout = due.min(SILENCE);
+                watches += 1;
+                if watches > 1 {
+                    METRICS.watch_restart();
+                }
+                let started = Instant::now();
+                match client.watch(&obj, &from, timeout_secs, read_timeout) {
+                    Err(e) if e.is_gone() => gone(&obj, &mut r, Some(&e), None),
+                    Err(e) => failed(&obj, "watch", &e, &mut r),
+                    Ok(mut w) => {
+                        let mut events = 0u64;
+                        loop {
+                            let rv = match w.next() {
+                                Ok(Some(Event::Upsert(o))) => {
+                                    let rv = o.resource_version.clone();
+                                    object_version = Some(rv.clone());
+                                    engine.deliver(Msg::Upsert(idx, o));
+                                    rv
+                                }
+                                Ok(Some(Event::Deleted { resource_version })) => {
+                                    object_version = None;
+                                    engine.deliver(Msg::Deleted(idx));
+                                    resource_version
+                                }
+                                Ok(Some(
+                                    Event::Bookmark { resource_version }
+                                    | Event::Ignored { resource_version },
+                                )) => resource_version,
+                                Ok(Some(Event::Expired(status))) => {
+                                    break gone(&obj, &mut r, None, Some(&status));
+                                }
+                                Ok(Some(Event::Error(status))) => {
+                                    let e =
+                                        kube::Error::Transport(format!("error event: {status}"));
+                                    break failed(&obj, "watch", &e, &mut r);
+                                }
+                                Ok(None) => {
+                                    let lasted = started.elapsed();
+                                    break ended(&obj, idx, &mut r, events, lasted);
+                                }
+                                Err(kube::Error::Timeout) if read_timeout < due => {
+                                    METRICS.progress(idx);
+                                    log::info(
+                                        &format!(
+                                            "{obj}: watch: nothing for {}s; replacing it",
+                                            read_timeout.as_secs()
+                                        ),
+                                        &log::owned(&subject(&obj, "watch", None, None)),
+                                    );
+                                    break r.on(Heard::Silent);
+                                }
+                                Err(e) => break failed(&obj, "watch", &e, &mut r),
+                            };
+                            METRICS.progress(idx);
+                            events += 1;
+                            match r.on(Heard::Event(&rv)) {
+                                Step::Read => {}
+                                other => break other,
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Wait(d) => {
+                std::thread::sleep(d);
+                r.resume()
+            }
+            Step::Read => r.resume(),
+        };
+    }
+}
+
+/// Safety net: a cheap read from the watch cache; a difference means something was
+/// missed, and a consistent relist settles it.
+fn safety_net_differs(obj: &ObjectRef, client: &Client, delivered: Option<&str>) -> bool {
+    match client.list(obj, true) {
+        Ok(l) if l.object.as_ref().map(|o| o.resource_version.as_str()) != delivered => {
+            log::warn(
+                &format!("{obj}: safety-net check found a difference; relisting"),
+                &log::owned(&subject(obj, "check", None, None)),
+            );
+            true
         }
-        let listed = match client.list(&obj, false) {
-            Ok(l) => {
-                METRICS.progress(idx);
-                l
-            }
-            Err(e) => {
-                pause(&obj, "list", &e, &mut backoff);
-                continue 'list;
-            }
-        };
-        let mut version = listed.resource_version;
-        let mut object_version = listed.object.as_ref().map(|o| o.resource_version.clone());
-        engine.deliver(Msg::Listed(idx, listed.object));
-        let next_check = |rng: &mut Rng| {
-            (!sync_interval.is_zero()).then(|| Instant::now() + rng.scale(sync_interval, 0.9, 1.1))
-        };
-        let mut check_at = next_check(&mut rng);
-        let mut watches = 0u64;
-        loop {
-            if check_at.is_some_and(|t| Instant::now() >= t) {
-                check_at = next_check(&mut rng);
-                // Safety net: a cheap read from the watch cache; a difference means
-                // something was missed, and a consistent relist settles it.
-                match client.list(&obj, true) {
-                    Ok(l)
-                        if l.object.as_ref().map(|o| &o.resource_version)
-                            != object_version.as_ref() =>
-                    {
-                        log::warn(
-                            &format!("{obj}: safety-net check found a difference; relisting"),
-                            &log::owned(&subject(&obj, "check", None, None)),
-                        );
-                        continue 'list;
-                    }
-                    Ok(_) => {}
-                    Err(e) => log::warn(
-                        &format!("{obj}: safety-net check: {e}"),
-                        &log::owned(&subject(&obj, "check", Some(&e), None)),
-                    ),
-                }
-            }
-            let mut timeout = rng.scale(watch_timeout, 1.0, 2.0);
-            if let Some(t) = check_at {
-                timeout = timeout.min(t.saturating_duration_since(Instant::now()));
-            }
-            let timeout_secs = timeout.as_secs().max(1);
-            let read_timeout = Duration::from_secs(timeout_secs) + read_margin(watch_timeout);
-            let started = Instant::now();
-            watches += 1;
-            if watches > 1 {
-                METRICS.watch_restart();
-            }
-            let mut w = match client.watch(&obj, &version, timeout_secs, read_timeout) {
-                Ok(w) => w,
-                Err(e) if e.is_gone() => {
-                    log::info(
-                        &format!("{obj}: watch: too old resource version; relisting"),
-                        &log::owned(&subject(&obj, "watch", Some(&e), None)),
-                    );
-                    continue 'list;
-                }
-                Err(e) => {
-                    pause(&obj, "watch", &e, &mut backoff);
-                    continue;
-                }
-            };
-            let mut events = 0u64;
-            let ended = loop {
-                let next = w.next();
-                if matches!(next, Ok(Some(_))) {
-                    METRICS.progress(idx);
-                }
-                match next {
-                    Ok(Some(Event::Upsert(o))) => {
-                        events += 1;
-                        version = o.resource_version.clone();
-                        object_version = Some(o.resource_version.clone());
-                        engine.deliver(Msg::Upsert(idx, o));
-                    }
-                    Ok(Some(Event::Deleted { resource_version })) => {
-                        events += 1;
-                        version = resource_version;
-                        object_version = None;
-                        engine.deliver(Msg::Deleted(idx));
-                    }
-                    Ok(Some(Event::Bookmark { resource_version }))
-                    | Ok(Some(Event::Ignored { resource_version })) => {
-                        events += 1;
-                        version = resource_version;
-                    }
-                    Ok(Some(Event::Expired(status))) => {
-                        let mut fields = subject(&obj, "watch", None, None);
-                        fields.push(("code", status.code.to_string()));
-                        fields.push(("status", status.to_string()));
-                        log::info(
-                            &format!("{obj}: watch: too old resource version; relisting"),
-                            &log::owned(&fields),
-                        );
-                        continue 'list;
-                    }
-                    Ok(Some(Event::Error(status))) => {
-                        break Err(kube::Error::Transport(format!("error event: {status}")))
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            };
-            let lasted = started.elapsed();
-            if events > 0 || lasted >= Duration::from_secs(30) {
-                backoff.reset();
-            }
-            match ended {
-                // A watch that ran its course is progress even on a quiet cluster; one that
-                // merely started (perhaps on a dead connection) is not.
-                Ok(()) if events > 0 || lasted >= Duration::from_secs(1) => METRICS.progress(idx),
-                Ok(()) => pause(
-                    &obj,
-                    "watch",
-                    &kube::Error::Transport("ended at once with no event".into()),
-                    &mut backoff,
-                ),
-                Err(e) => pause(&obj, "watch", &e, &mut backoff),
-            }
+        Ok(_) => false,
+        Err(e) => {
+            log::warn(
+                &format!("{obj}: safety-net check: {e}"),
+                &log::owned(&subject(obj, "check", Some(&e), None)),
+            );
+            false
         }
     }
+}
+
+/// A failed list or watch: the reflector's wait, logged in one line.
+fn failed(obj: &ObjectRef, op: &str, e: &kube::Error, r: &mut Reflector) -> Step {
+    let step = r.on(Heard::Failed {
+        retry_after: e.retry_after(),
+    });
+    let hint = match e.code() {
+        Some(401) => "; the token file is read again before the next request",
+        _ => "",
+    };
+    let mut fields = subject(obj, op, Some(e), None);
+    if let Step::Wait(d) = &step {
+        fields.push(("retry_in", tenths(*d)));
+    }
+    log::warn(&format!("{obj}: {op}: {e}{hint}"), &log::owned(&fields));
+    step
+}
+
+/// "Too old", as an HTTP 410 (`e`) or an ERROR event (`status`): relist, at once or after
+/// the wait of a repeated 410.
+fn gone(
+    obj: &ObjectRef,
+    r: &mut Reflector,
+    e: Option<&kube::Error>,
+    status: Option<&kube::Status>,
+) -> Step {
+    let step = r.on(Heard::Gone);
+    let mut fields = subject(obj, "watch", e, None);
+    if let Some(status) = status {
+        fields.push(("code", status.code.to_string()));
+        fields.push(("status", status.to_string()));
+    }
+    if let Step::Wait(d) = &step {
+        fields.push(("retry_in", tenths(*d)));
+    }
+    log::info(
+        &format!("{obj}: watch: too old resource version; relisting"),
+        &log::owned(&fields),
+    );
+    step
+}
+
+/// The server ended the watch: a watch that ran its course is progress even on a quiet
+/// cluster; one that merely started (perhaps on a dead connection) is a failure.
+fn ended(obj: &ObjectRef, idx: usize, r: &mut Reflector, events: u64, lasted: Duration) -> Step {
+    let step = r.on(Heard::Ended { events, lasted });
+    match &step {
+        Step::Wait(d) => log::warn(
+            &format!("{obj}: watch: ended at once with no event"),
+            &log::owned(&{
+                let mut fields = subject(obj, "watch", None, None);
+                fields.push(("retry_in", tenths(*d)));
+                fields
+            }),
+        ),
+        _ => METRICS.progress(idx),
+    }
+    step
 }
 
 /// How much longer than the server-side watch timeout the client waits for a byte.
@@ -490,33 +558,19 @@ pub fn read_margin(watch_timeout: Duration) -> Duration {
 }
 
 /// How long an object may go without progress (an event, a bookmark, a list, a watch that
-/// ran its course) before /healthz fails: a watch lasts at most twice `-watch-timeout` plus
-/// the read margin; a poll comes every `-sync-interval`; plus slack for the backoff.
+/// ran its course or was replaced after [`SILENCE`]) before /healthz fails: a watch brings
+/// progress at least every twice `-watch-timeout` plus the read margin, or every
+/// [`SILENCE`], whichever is sooner; a poll comes every `-sync-interval`; plus slack for the
+/// backoff.
 pub fn stall_bound(cfg: &Config) -> Duration {
     match cfg.mode {
         Mode::Watch => {
-            cfg.watch_timeout * 2
-                + read_margin(cfg.watch_timeout)
+            (cfg.watch_timeout * 2 + read_margin(cfg.watch_timeout)).min(SILENCE)
                 + cfg.watch_timeout.min(Duration::from_secs(60))
         }
         Mode::Poll => cfg.sync_interval * 2 + Duration::from_secs(60),
         Mode::OneTime => Duration::from_secs(u64::MAX / 4),
     }
-}
-
-/// Logs a failed request and sleeps the backoff delay (or the server's Retry-After).
-fn pause(obj: &ObjectRef, op: &str, e: &kube::Error, backoff: &mut Backoff) {
-    let delay = backoff
-        .next_delay()
-        .max(e.retry_after().unwrap_or_default());
-    let hint = match e.code() {
-        Some(401) => "; the token file is read again before the next request",
-        _ => "",
-    };
-    let mut fields = subject(obj, op, Some(e), None);
-    fields.push(("retry_in", tenths(delay)));
-    log::warn(&format!("{obj}: {op}: {e}{hint}"), &log::owned(&fields));
-    std::thread::sleep(delay);
 }
 
 /// The fields that name what a log line is about: `object=… op=…`, the API server's
@@ -858,17 +912,19 @@ mod tests {
     #[test]
     fn healthz_bounds_follow_the_readme() {
         let s = Duration::from_secs;
-        // Watch: a watch lasts at most 2 × -watch-timeout, plus the read margin
-        // (timeout / 10 within [2 s, 30 s]), plus the smaller of the timeout and a minute.
-        assert_eq!(bound_for(&["-watch"]), s(600 + 30 + 60));
+        // Watch: progress at least every 2 × -watch-timeout plus the read margin (timeout
+        // / 10 within [2 s, 30 s]) or every 90 s of silence, whichever is sooner, plus the
+        // smaller of the timeout and a minute.
+        assert_eq!(bound_for(&["-watch"]), s(90 + 60));
         assert_eq!(
             bound_for(&["-watch", "-watch-timeout", "10s"]),
             s(20 + 2 + 10)
         );
         assert_eq!(
-            bound_for(&["-watch", "-watch-timeout", "1m"]),
-            s(120 + 6 + 60)
+            bound_for(&["-watch", "-watch-timeout", "30s"]),
+            s(60 + 3 + 30)
         );
+        assert_eq!(bound_for(&["-watch", "-watch-timeout", "1m"]), s(90 + 60));
         // Poll: 2 × -sync-interval + 60 s (README, Health and metrics).
         assert_eq!(bound_for(&[]), s(2 * 60 + 60));
         assert_eq!(
