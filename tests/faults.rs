@@ -541,3 +541,108 @@ fn a_kubelet_style_token_rotation_with_the_old_token_revoked() {
     );
     assert!(!l.log().contains("second-token"));
 }
+
+/// A server (or a proxy in front of it) that answers every watch with "too old": the
+/// loader relists, but each relist after the first waits the backoff, so the server sees
+/// about one list a second at most, not a list per round trip; once the server is sane
+/// again, an update lands.
+#[test]
+fn an_endless_410_gets_at_most_a_list_a_second() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("endless-410");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    converges(&l, &out, &[("k", "0")]);
+    assert!(wait_until(T, || emu.open_watches() >= 1));
+    let lists = || emu.requests().iter().filter(|r| r.is_list()).count();
+    let before = lists();
+    emu.set_expire_every_watch(true);
+    emu.drop_watches();
+    let window = Duration::from_secs(10);
+    std::thread::sleep(window);
+    let n = lists() - before;
+    let _ = writeln!(
+        std::io::stderr(),
+        "endless 410: {n} lists in {window:?} (before the backoff on repeated 410s: 1,533)"
+    );
+    assert!((2..=10).contains(&n), "{n} lists in {window:?} of 410s");
+    emu.set_expire_every_watch(false);
+    emu.apply("default", "envoy", &[("k", "1")]);
+    assert!(
+        wait_until(Duration::from_secs(45), || read_text(&out)
+            == text(&[("k", "1")])),
+        "{}",
+        l.log()
+    );
+}
+
+/// With the default flags (-watch-timeout 5m: watches of 5-10 min), a connection that
+/// stays open but goes silent (a dead node, a middlebox that dropped the flow) is replaced
+/// after 90 s without a byte, and the update it missed lands well within 150 s; /healthz
+/// stays 200 meanwhile (its bound is 150 s).
+#[test]
+fn a_silent_connection_with_default_flags_is_replaced_within_150_s() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "0")]);
+    let tmp = TempDir::new("silent-default");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut a = api_args(&emu.url(), &token);
+    a.extend(
+        [
+            "-configmap",
+            "envoy",
+            "-namespace",
+            "default",
+            "-watch",
+            "-listen",
+            "127.0.0.1:0",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    let l = start(&tmp, &a);
+    let addr = listen_addr(&l);
+    converges(&l, &out, &[("k", "0")]);
+    assert!(wait_until(T, || emu.open_watches() == 1));
+    // Only the next watch goes silent: a new connection works, as after a dropped flow.
+    emu.set_silent_watches(true);
+    let watches = || emu.requests().iter().filter(|r| r.watch).count();
+    let before = watches();
+    emu.drop_watches();
+    assert!(wait_until(T, || watches() > before && emu.open_watches() == 1));
+    emu.set_silent_watches(false);
+    let t0 = std::time::Instant::now();
+    emu.apply("default", "envoy", &[("k", "missed")]);
+    let mut worst_health = 200;
+    assert!(
+        wait_until(Duration::from_secs(150), || {
+            worst_health = worst_health.max(get(&addr, "/healthz").0);
+            read_text(&out) == text(&[("k", "missed")])
+        }),
+        "the missed update within 150 s: {}",
+        l.log()
+    );
+    let took = t0.elapsed();
+    let _ = writeln!(
+        std::io::stderr(),
+        "silent connection, default flags: replaced and the missed update written after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(85),
+        "written after {took:?}: it came through the silent watch?"
+    );
+    assert_eq!(
+        worst_health, 200,
+        "/healthz stayed 200 while the watch was replaced"
+    );
+    assert!(
+        l.log()
+            .contains(" msg=\"configmap default/envoy: watch: nothing for 90s; replacing it\""),
+        "{}",
+        l.log()
+    );
+}

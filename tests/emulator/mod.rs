@@ -247,6 +247,8 @@ pub(crate) struct State {
     pub grants: HashMap<String, Grant>,
     /// `restart` happened while down: the watch cache is rebuilt when the server comes back.
     pub restart_pending: bool,
+    /// Every new watch gets "too old" at once (a server or proxy stuck answering 410).
+    pub expire_every_watch: bool,
     pub open_watches: usize,
     pub rng: Rng,
     pub down: bool,
@@ -477,6 +479,7 @@ impl Emulator {
             fail_retry_after: None,
             grants: HashMap::new(),
             restart_pending: false,
+            expire_every_watch: false,
             open_watches: 0,
             rng: Rng::new(),
             down: false,
@@ -837,6 +840,12 @@ impl Emulator {
             }
         }
         self.sh.changed.notify_all();
+    }
+
+    /// While on, every new watch, from any version, gets 200, one ERROR 410 event and a
+    /// clean end: a server (or a proxy in front of it) stuck answering "too old".
+    pub fn set_expire_every_watch(&self, on: bool) {
+        self.sh.lock().expire_every_watch = on;
     }
 
     /// While on, new watches get 200 and headers, then nothing at all: no events, no

@@ -268,6 +268,10 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
     let mut too_old = None;
     let floor = match rv {
         _ if silent => 0,
+        n if st.expire_every_watch => {
+            too_old = Some((n.unwrap_or(0), st.rv));
+            0
+        }
         None | Some(0) => {
             pending = st
                 .objects
