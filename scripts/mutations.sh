@@ -22,10 +22,13 @@ scratch=${MUTATIONS_DIR:-${TMPDIR:-/tmp}/envoy-xds-loader-mutations}
 read -r -d '' TABLE <<'EOF' || true
 field-selector-dropped ;; src/kube.rs ;; "{}/api/v1/namespaces/{}/{}?fieldSelector=metadata.name%3D{}" ;; "{}/api/v1/namespaces/{}/{}?_name={}"
 watch-without-version ;; src/kube.rs ;; query_escape(resource_version), ;; query_escape(""),
-retry-after-ignored ;; src/sync.rs ;; .max(e.retry_after().unwrap_or_default()) ;; .max(Duration::ZERO)
+retry-after-ignored ;; src/sync/reflector.rs ;; .max(retry_after.unwrap_or_default()) ;; .max(Duration::ZERO)
 bookmarks-off ;; src/kube.rs ;; &allowWatchBookmarks=true& ;; &allowWatchBookmarks=false&
-error-410-as-normal-end ;; src/sync.rs ;; "{obj}: watch: too old resource version; relisting"),\n                            &log::owned(&fields),\n                        );\n                        continue 'list; ;; "{obj}: watch: too old resource version; relisting"),\n                            &log::owned(&fields),\n                        );\n                        break Ok(());
-http-410-as-normal-end ;; src/sync.rs ;; &log::owned(&subject(&obj, "watch", Some(&e), None)),\n                    );\n                    continue 'list; ;; &log::owned(&subject(&obj, "watch", Some(&e), None)),\n                    );\n                    continue;
+error-410-as-normal-end ;; src/sync/mod.rs ;; break gone(&obj, &mut r, None, Some(&status)); ;; break ended(&obj, idx, &mut r, events, started.elapsed());
+http-410-as-normal-end ;; src/sync/mod.rs ;; Err(e) if e.is_gone() => gone(&obj, &mut r, Some(&e), None), ;; Err(e) if e.is_gone() => ended(&obj, idx, &mut r, 1, Duration::ZERO),
+repeated-410-not-backed-off ;; src/sync/reflector.rs ;; if self.gone == 1 { ;; if self.gone >= 1 {
+silence-bound-off ;; src/sync/mod.rs ;; let read_timeout = due.min(SILENCE); ;; let read_timeout = due;
+second-writer-allowed ;; src/sync/mod.rs ;; w.lock().map_err(|e| format!("write: {e}"))?; ;; let _ = w.lock();
 per-key-rename-skipped ;; src/snapshot.rs ;; for key in rename_order(files, &post_rename) { ;; for key in rename_order(files, &post_rename).into_iter().filter(|_| false) {
 writes-when-unchanged ;; src/snapshot.rs ;; if old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() { ;; if false && old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() {
 EOF

@@ -2,9 +2,9 @@
 //!
 //! - `-onetime`: list every object once, write one snapshot, exit 0; any failure exits 1.
 //! - poll (neither flag): list every object each `-sync-interval`, write when different.
-//! - `-watch`: one reflector thread per object (list, then watch from the list's version,
-//!   following every event's version, re-watching on a normal end, relisting on "too old",
-//!   backing off with jitter on errors) hands what it learns to the [`Engine`], which
+//! - `-watch`: one reflector thread per object (its rules in [`reflector`]: list, then
+//!   watch from the last version seen, re-watch on a normal end or after 90 s of silence,
+//!   relist on "too old", back off on errors) hands what it learns to the [`Engine`], which
 //!   merges every object's last good files and writes a snapshot on the reflector's own
 //!   thread: no hand-off to another thread to wake. Bursts are coalesced: a delivery that
 //!   finds another one waiting leaves the write to it. The thread that started the watch
