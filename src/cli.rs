@@ -78,6 +78,9 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Server-side watch timeout (jittered per watch); the client read timeout is a bit longer.
     pub watch_timeout: Duration,
+    /// How long `-onetime` retries transient API failures (refused, reset, timeouts, 429,
+    /// 5xx) before it gives up.
+    pub onetime_timeout: Duration,
     pub dry_run: bool,
     pub allow_empty_resources: bool,
     pub fsync: bool,
@@ -127,6 +130,7 @@ Flags (Go syntax: -flag, --flag, -flag=value, -flag value):
   -sync-interval D      poll period without -watch (default 1m0s); with -watch the period of a
                         jittered safety-net relist (default 10m0s; 0 turns it off)
   -watch-timeout D      server-side watch timeout, jittered per watch (default 5m0s)
+  -onetime-timeout D    how long -onetime retries transient API failures (default 1m0s)
   -dry-run              print what would be written (name, size, content); touch nothing
   -allow-empty-resources
                         allow an update that leaves a Listener or Cluster file with no resources
@@ -159,6 +163,7 @@ const VALUE_FLAGS: &[&str] = &[
     "output-dir",
     "sync-interval",
     "watch-timeout",
+    "onetime-timeout",
     "listen",
 ];
 
@@ -173,6 +178,7 @@ struct Raw {
     output_dir: Option<String>,
     sync_interval: Option<Duration>,
     watch_timeout: Option<Duration>,
+    onetime_timeout: Option<Duration>,
     listen: Option<String>,
     insecure: bool,
     onetime: bool,
@@ -286,6 +292,7 @@ fn set_value(raw: &mut Raw, name: &str, value: String) -> Result<(), UsageError>
         "output-dir" => raw.output_dir = Some(value),
         "sync-interval" => raw.sync_interval = Some(duration(&value)?),
         "listen" => raw.listen = Some(parse_listen(&value)?),
+        "onetime-timeout" => raw.onetime_timeout = Some(duration(&value)?),
         _ => raw.watch_timeout = Some(duration(&value)?), // "watch-timeout"
     }
     Ok(())
@@ -397,6 +404,7 @@ fn build(
         mode,
         sync_interval,
         watch_timeout,
+        onetime_timeout: raw.onetime_timeout.unwrap_or(Duration::from_secs(60)),
         dry_run: raw.dry_run,
         allow_empty_resources: raw.allow_empty_resources,
         fsync: raw.fsync,

@@ -146,6 +146,8 @@ pub enum Error {
     Transport(String),
     /// A read or write timed out: for a watch, nothing arrived for its read timeout.
     Timeout,
+    /// The TLS handshake failed: the server's certificate was refused, or the protocol.
+    Tls(String),
     /// A non-2xx answer, with its `Status` when the body had one.
     Api {
         code: u16,
@@ -167,6 +169,15 @@ impl Error {
     pub fn is_gone(&self) -> bool {
         self.code() == Some(410)
     }
+    /// Worth retrying as it is: no connection, a reset, a timeout, 429 or 5xx. Not: 4xx
+    /// (but 429), a refused certificate, or an answer we cannot use.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport(_) | Error::Timeout => true,
+            Error::Api { code, .. } => *code == 429 || *code >= 500,
+            Error::Tls(_) | Error::Decode(_) => false,
+        }
+    }
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Api { retry_after, .. } => *retry_after,
@@ -180,6 +191,7 @@ impl fmt::Display for Error {
         match self {
             Error::Transport(m) => f.write_str(m),
             Error::Timeout => f.write_str("http: timed out"),
+            Error::Tls(m) => f.write_str(m),
             Error::Api {
                 code,
                 status: Some(s),
@@ -317,7 +329,11 @@ impl Client {
             self.connect_timeout,
             self.io_timeout,
         )
-        .map_err(|e| Error::Transport(e.to_string()))?;
+        .map_err(|e| match e.kind() {
+            // rustls reports a refused certificate or a protocol error as InvalidData
+            std::io::ErrorKind::InvalidData => Error::Tls(e.to_string()),
+            _ => Error::Transport(e.to_string()),
+        })?;
         let token = self.token();
         let auth = token.as_ref().map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> = auth

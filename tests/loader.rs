@@ -1085,3 +1085,83 @@ fn a_second_loader_on_the_same_directory_exits_1_and_writes_nothing() {
         third.log()
     );
 }
+
+/// `-onetime` (the init container) retries what is transient, for `-onetime-timeout`: one
+/// 503, a 429 with Retry-After, a server that is down for a moment; and fails at once, with
+/// one line naming the object and the cause, on what is not (403).
+#[test]
+fn onetime_retries_what_is_transient_and_fails_at_once_on_what_is_not() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "v")]);
+    let tmp = TempDir::new("onetime-retry");
+    let token = write_token(&tmp, TOKEN);
+    let run = |extra: &[&str], out: &str| {
+        let mut flags = vec!["-configmap", "envoy", "-namespace", "default", "-onetime"];
+        flags.extend(extra);
+        let out = tmp.join(out);
+        let a = loader_args(&emu.url(), &token, &out, &flags);
+        let mut l = Loader::start(&tmp, &strs(&a));
+        let t0 = std::time::Instant::now();
+        let status = l.wait(Duration::from_secs(30)).expect("exits");
+        (status.code(), t0.elapsed(), l.log(), read_text(&out))
+    };
+    let written = text(&[("k", "v")]);
+
+    emu.fail_next(1, 503);
+    let (code, _, log, files) = run(&[], "503");
+    assert_eq!((code, &files), (Some(0), &written), "one 503: {log}");
+    assert!(
+        log.contains(" object=\"configmap default/envoy\" op=list code=503 retry_in="),
+        "the retry is logged: {log}"
+    );
+
+    emu.fail_next_retry_after(1, 429, 2);
+    let (code, took, log, files) = run(&[], "429");
+    assert_eq!((code, &files), (Some(0), &written), "a 429: {log}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "Retry-After: 2 honoured: {took:?}"
+    );
+
+    emu.set_down(true);
+    let back = {
+        let emu = emu.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            emu.set_down(false);
+        })
+    };
+    let (code, _, log, files) = run(&[], "down");
+    back.join().unwrap();
+    assert_eq!((code, &files), (Some(0), &written), "down for 2 s: {log}");
+
+    emu.set_down(true);
+    let (code, took, log, _) = run(&["-onetime-timeout", "3s"], "gave-up");
+    emu.set_down(false);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("level=error"))
+        .unwrap_or("");
+    assert!(
+        line.contains("(still failing after")
+            && line.contains("object=\"configmap default/envoy\""),
+        "one error line naming the object and the time: {log}"
+    );
+
+    emu.grant_only(TOKEN, emulator::Kind::ConfigMap, "default", &["another"]);
+    let (code, took, log, _) = run(&[], "forbidden");
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        took < Duration::from_secs(2),
+        "a 403 fails at once: {took:?}"
+    );
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level="))
+        .skip(1)
+        .collect();
+    assert_eq!(errors.len(), 1, "one line, no retry: {log}");
+    assert!(errors[0].contains(" op=list code=403"), "{log}");
+}

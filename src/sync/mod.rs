@@ -61,9 +61,11 @@ pub fn run(cfg: &Config) -> i32 {
 }
 
 fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
+    let deadline = Instant::now() + cfg.onetime_timeout;
+    let mut backoff = Backoff::new(Rng::from_entropy());
     let mut all = Vec::with_capacity(cfg.objects.len());
     for obj in &cfg.objects {
-        match client.list(obj, false) {
+        match list_until(obj, client, deadline, &mut backoff) {
             Ok(kube::Listed {
                 object: Some(o), ..
             }) => match o.files {
@@ -79,9 +81,15 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                 log::error(&format!("{obj}: not found"), &log::owned(&fields));
                 return 1;
             }
-            Err(e) => {
+            Err((e, gave_up)) => {
                 let fields = subject(obj, "list", Some(&e), None);
-                log::error(&format!("{obj}: list: {e}"), &log::owned(&fields));
+                let why = match gave_up {
+                    Some(after) => {
+                        format!(" (still failing after {}, -onetime-timeout)", tenths(after))
+                    }
+                    None => String::new(),
+                };
+                log::error(&format!("{obj}: list: {e}{why}"), &log::owned(&fields));
                 return 1;
             }
         }
@@ -93,6 +101,43 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
             log::error(&e.to_string(), &log::owned(&e.fields()));
             1
         }
+    }
+}
+
+/// `-onetime`'s list: transient failures (refused, reset, timeouts, 429, 5xx) are retried
+/// on the backoff (or Retry-After) until `deadline`, and a first 401 once at once (the token
+/// file is read again for it); anything else fails at once. The error comes with how long
+/// it was retried when time ran out.
+fn list_until(
+    obj: &ObjectRef,
+    client: &Client,
+    deadline: Instant,
+    backoff: &mut Backoff,
+) -> Result<kube::Listed, (kube::Error, Option<Duration>)> {
+    let started = Instant::now();
+    let mut unauthorized = 0;
+    loop {
+        let e = match client.list(obj, false) {
+            Ok(listed) => return Ok(listed),
+            Err(e) => e,
+        };
+        let delay = if e.code() == Some(401) && unauthorized == 0 {
+            unauthorized += 1;
+            Duration::ZERO
+        } else if e.is_transient() {
+            backoff
+                .next_delay()
+                .max(e.retry_after().unwrap_or_default())
+        } else {
+            return Err((e, None));
+        };
+        if Instant::now() + delay > deadline {
+            return Err((e, Some(started.elapsed())));
+        }
+        let mut fields = subject(obj, "list", Some(&e), None);
+        fields.push(("retry_in", tenths(delay)));
+        log::warn(&format!("{obj}: list: {e}; retrying"), &log::owned(&fields));
+        std::thread::sleep(delay);
     }
 }
 
