@@ -29,7 +29,7 @@ http-410-as-normal-end ;; src/sync/mod.rs ;; Err(e) if e.is_gone() => gone(&obj,
 repeated-410-not-backed-off ;; src/sync/reflector.rs ;; if self.gone == 1 { ;; if self.gone >= 1 {
 silence-bound-off ;; src/sync/mod.rs ;; let read_timeout = due.min(SILENCE); ;; let read_timeout = due;
 second-writer-allowed ;; src/sync/mod.rs ;; w.lock().map_err(|e| format!("write: {e}"))?; ;; let _ = w.lock();
-per-key-rename-skipped ;; src/snapshot.rs ;; for key in rename_order(files, &post_rename) { ;; for key in rename_order(files, &post_rename).into_iter().filter(|_| false) {
+per-key-rename-skipped ;; src/snapshot.rs ;; for key in xds::rename_order(files, &post_rename) { ;; for key in xds::rename_order(files, &post_rename).into_iter().filter(|_| false) {
 writes-when-unchanged ;; src/snapshot.rs ;; if old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() { ;; if false && old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() {
 EOF
 

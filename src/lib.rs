@@ -2,7 +2,8 @@
 //! that switches as a whole, for Envoy's file-based xDS and any other file watcher.
 //!
 //! The library holds every part; `main.rs` only wires them. Cores are pure (`http` framing,
-//! `json`, `base64`, the `snapshot` planner, `cli` parsing); thin layers do the I/O
+//! `json`, `base64`, the `snapshot` planner, `cli` parsing, `xds` sniffing, the `sync`
+//! reflector); thin layers do the I/O
 //! (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `signal`); `alloc` is
 //! the allocator the binary registers.
 //! See README.md, section "Architecture", for the codemap and the invariants.
@@ -21,3 +22,4 @@ pub mod signal;
 pub mod snapshot;
 pub mod sync;
 pub mod tls;
+pub mod xds;

@@ -13,7 +13,7 @@
 //! On top of the kubelet's algorithm: links of new keys exist before the switch (so a config
 //! that names a new file never finds it missing); after the switch every key whose bytes
 //! changed gets its link replaced by a rename (the `IN_MOVED_TO` that a plain Envoy `path:`
-//! subscription waits for), providers before consumers ([`rename_order`]); an unchanged
+//! subscription waits for), providers before consumers ([`xds::rename_order`]); an unchanged
 //! snapshot touches nothing; [`Writer::sweep`] clears what a killed predecessor left.
 //!
 //! A process killed at any instant leaves `..data` pointing at a complete version. The files
@@ -26,6 +26,7 @@
 //! than [`MAX_FILES`] files or [`MAX_BYTES`] bytes of a snapshot.
 #![forbid(unsafe_code)]
 
+use crate::xds;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -103,43 +104,6 @@ fn show_key(key: &str) -> String {
     }
 }
 
-/// xDS resource types and their place in [`rename_order`]: providers before consumers.
-const XDS_RANKS: [(&[u8], u8); 7] = [
-    (b"envoy.extensions.transport_sockets.tls.v3.Secret", 1),
-    (b"envoy.config.endpoint.v3.ClusterLoadAssignment", 2),
-    (b"envoy.config.cluster.v3.Cluster", 3),
-    (b"envoy.config.route.v3.RouteConfiguration", 4),
-    (b"envoy.config.route.v3.ScopedRouteConfiguration", 4),
-    (b"envoy.config.route.v3.VirtualHost", 4),
-    (b"envoy.config.listener.v3.Listener", 5),
-];
-
-/// The highest rank of the xDS types a file's content names as a type URL (`.../NAME`
-/// followed by anything but a name character), 0 when it names none. Every name starts
-/// with `envoy.`, so only the places where `/envoy.` occurs are looked at.
-fn xds_rank(content: &[u8]) -> u8 {
-    let name_byte = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.';
-    let mut rank = 0;
-    let mut from = 0;
-    while let Some(i) = content
-        .get(from..)
-        .and_then(|rest| find_bytes(rest, b"/envoy."))
-        .map(|i| from + i)
-    {
-        let rest = content.get(i + 1..).unwrap_or_default();
-        for (name, r) in XDS_RANKS {
-            if r > rank && rest.starts_with(name) && !rest.get(name.len()).is_some_and(name_byte) {
-                rank = r;
-            }
-        }
-        if rank == 5 {
-            break;
-        }
-        from = i + 1;
-    }
-    rank
-}
-
 /// Offset of the first occurrence of `needle` in `hay` (`None` for an empty needle).
 /// Eight candidate offsets at a time are filtered on the needle's first and last bytes
 /// (a zero-byte test on 64-bit words), and only the survivors are compared in full: on
@@ -203,34 +167,6 @@ fn word_at(hay: &[u8], at: usize) -> Option<u64> {
 #[inline(always)]
 fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
-}
-
-/// The order in which changed keys' links are renamed after the switch: providers before
-/// consumers, by the xDS type each file's content names (its `@type` URL):
-///
-/// | rank | content |
-/// |---|---|
-/// | 0 | no xDS type: certificates, scripts, anything else |
-/// | 1 | `envoy.extensions.transport_sockets.tls.v3.Secret` (SDS) |
-/// | 2 | `envoy.config.endpoint.v3.ClusterLoadAssignment` (EDS) |
-/// | 3 | `envoy.config.cluster.v3.Cluster` (CDS) |
-/// | 4 | `envoy.config.route.v3.RouteConfiguration`, `ScopedRouteConfiguration`, `VirtualHost` (RDS) |
-/// | 5 | `envoy.config.listener.v3.Listener` (LDS) |
-///
-/// A file naming several types takes its highest rank; a key missing from `files` ranks 0;
-/// ties go by key name; a key given twice appears once. Pure function.
-pub fn rename_order<'a>(files: &'a Files, keys: &[&'a str]) -> Vec<&'a str> {
-    if let [] | [_] = keys {
-        // Nothing to order: no file needs reading (a large one would cost a scan).
-        return keys.to_vec();
-    }
-    let mut ranked: Vec<(u8, &'a str)> = keys
-        .iter()
-        .map(|k| (files.get(*k).map_or(0, |c| xds_rank(c)), *k))
-        .collect();
-    ranked.sort_unstable();
-    ranked.dedup();
-    ranked.into_iter().map(|(_, k)| k).collect()
 }
 
 /// What a write did.
@@ -468,7 +404,7 @@ impl Writer {
     ///    name in the way that is not our link is replaced through `..link_tmp` + rename).
     /// 6. `symlink(<version>, DIR/..data_tmp)`, `rename` over `DIR/..data`: the one atomic
     ///    switch.
-    /// 7. For each key whose bytes changed and each new key, in [`rename_order`]:
+    /// 7. For each key whose bytes changed and each new key, in [`xds::rename_order`]:
     ///    `symlink("..data/KEY", DIR/..link_tmp)`, `rename` over `DIR/KEY` (the
     ///    `IN_MOVED_TO` that plain Envoy `path:` subscriptions wait for; a new key needs it
     ///    too, since a subscription may still watch that name from an earlier snapshot).
@@ -651,7 +587,7 @@ impl Writer {
 
         // 7. Rename a fresh link over each changed key, providers first.
         let mut renamed_all = true;
-        for key in rename_order(files, &post_rename) {
+        for key in xds::rename_order(files, &post_rename) {
             let link = dir.join(key);
             if let Err(e) = place_link(
                 &mut self.faults,
@@ -1462,100 +1398,6 @@ mod tests {
                 .windows(needle.len())
                 .position(|w| w == needle.as_slice());
             assert_eq!(find_bytes(&hay, &needle), plain, "{hay:?} {needle:?}");
-        }
-    }
-
-    #[test]
-    fn xds_rank_table() {
-        // xds_rank looks only where "/envoy." occurs.
-        assert!(XDS_RANKS
-            .iter()
-            .all(|(name, _)| name.starts_with(b"envoy.")));
-        let cases: &[(&[u8], u8)] = &[
-            (b"", 0),
-            (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0),
-            (b"#!/bin/sh\necho hi /\n", 0),
-            (b"resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: cert\n", 1),
-            (EDS, 2),
-            (CDS, 3),
-            (b"resources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n", 4),
-            (b"resources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration\n", 4),
-            (b"{\"resources\":[{\"@type\":\"type.googleapis.com/envoy.config.route.v3.VirtualHost\"}]}", 4),
-            (LDS, 5),
-            // A listener embedding other types keeps its own, the highest.
-            (b"- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  filter_chains:\n  - transport_socket:\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n", 5),
-            // Several resource types in one file: the highest.
-            (b"- '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n- '@type': type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n", 3),
-            // Longer names that start like a known one are other types.
-            (b"\"@type\": type.googleapis.com/envoy.config.cluster.v3.ClusterCollection\n", 0),
-            (b"\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener.Sub\n", 0),
-            (b"\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig\n", 0),
-            // A bare name is not a type URL.
-            (b"envoy.config.listener.v3.Listener", 0),
-            // JSON's escaped slash, and a URL at the very end.
-            (b"\"type.googleapis.com\\/envoy.config.cluster.v3.Cluster\"", 3),
-            (b"type.googleapis.com/envoy.config.route.v3.VirtualHost", 4),
-            // Truncated and binary content.
-            (b"type.googleapis.com/envoy.config.listener.v3.Liste", 0),
-            (b"/", 0),
-            (&[0xff, b'/', 0xfe, b'/'], 0),
-        ];
-        for (content, want) in cases {
-            assert_eq!(
-                xds_rank(content),
-                *want,
-                "{:?}",
-                String::from_utf8_lossy(content)
-            );
-        }
-    }
-
-    #[test]
-    fn rename_order_table() {
-        let snapshot = files(&[
-            ("z-cert.pem", b"-----BEGIN CERTIFICATE-----\n"),
-            ("a-lds.yaml", LDS),
-            ("b-cds.json", CDS),
-            ("c-eds.yaml", EDS),
-            ("d-eds.yaml", EDS2),
-            ("e-rds.yaml", b"\"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n"),
-            ("f-sds.yaml", b"\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"),
-            ("run.sh", b"#!/bin/sh\n"),
-        ]);
-        let cases: &[(&[&str], &[&str])] = &[
-            (&[], &[]),
-            (&["a-lds.yaml"], &["a-lds.yaml"]),
-            (
-                &[
-                    "a-lds.yaml",
-                    "b-cds.json",
-                    "c-eds.yaml",
-                    "e-rds.yaml",
-                    "f-sds.yaml",
-                    "z-cert.pem",
-                ],
-                &[
-                    "z-cert.pem",
-                    "f-sds.yaml",
-                    "c-eds.yaml",
-                    "b-cds.json",
-                    "e-rds.yaml",
-                    "a-lds.yaml",
-                ],
-            ),
-            // Ties by name, data files first.
-            (
-                &["d-eds.yaml", "run.sh", "c-eds.yaml", "z-cert.pem"],
-                &["run.sh", "z-cert.pem", "c-eds.yaml", "d-eds.yaml"],
-            ),
-            // Unknown keys rank 0; duplicates appear once.
-            (
-                &["a-lds.yaml", "missing", "a-lds.yaml"],
-                &["missing", "a-lds.yaml"],
-            ),
-        ];
-        for (keys, want) in cases {
-            assert_eq!(rename_order(&snapshot, keys), *want, "keys {keys:?}");
         }
     }
 

@@ -19,8 +19,8 @@ use crate::backoff::{Backoff, Rng};
 use crate::cli::{Config, Mode};
 use crate::health::{ErrorKind, METRICS};
 use crate::kube::{self, Client, Event, ObjectRef, Refused};
-use crate::log;
 use crate::snapshot::{self, Files, Outcome, Writer};
+use crate::{log, xds};
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -855,8 +855,8 @@ pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), Refusal> 
         let Some(new) = next.get(key) else { continue };
         // Same bytes, same answer: only a changed file can lose its resources.
         if !snapshot::same_bytes(old, new)
-            && carries_listeners_or_clusters(old)
-            && !carries_listeners_or_clusters(new)
+            && xds::carries_listeners_or_clusters(old)
+            && !xds::carries_listeners_or_clusters(new)
         {
             let why = format!(
                 "key {key:?}: update refused: it carried Listener or Cluster resources and would carry none, which makes Envoy remove them all (use -allow-empty-resources to allow it); keeping the last files"
@@ -865,56 +865,6 @@ pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), Refusal> 
         }
     }
     Ok(())
-}
-
-/// A sniff, not a YAML parser: a `resources` key and a Listener or Cluster type URL
-/// outside YAML comments (`#` at the start of a line or after white space). Stops at the
-/// first occurrence of each in code, so a typical xDS file is decided in its first lines;
-/// otherwise one pass per needle over the content.
-fn carries_listeners_or_clusters(content: &[u8]) -> bool {
-    in_code(content, b"resources", |_| true)
-        && in_code(content, b"type.googleapis.com/envoy.config.", |rest| {
-            rest.starts_with(b"listener.v3.Listener") || rest.starts_with(b"cluster.v3.Cluster")
-        })
-}
-
-/// Whether `needle` (which holds neither '\n' nor '#') occurs before the comment of its
-/// line, followed by bytes that `then` accepts. An occurrence is in code when no comment
-/// starts before it on its line (none can start inside it: it holds no '#'). Linear: the
-/// search, the line starts and the comment starts each look at every byte once.
-fn in_code(content: &[u8], needle: &[u8], then: impl Fn(&[u8]) -> bool) -> bool {
-    let (mut from, mut line_start, mut checked) = (0, 0, 0);
-    while let Some(at) = content
-        .get(from..)
-        .and_then(|rest| snapshot::find_bytes(rest, needle))
-        .map(|i| from + i)
-    {
-        // content[line_start..checked] is known to hold no comment start.
-        let unseen = content.get(checked..at).unwrap_or_default();
-        if let Some(nl) = unseen.iter().rposition(|&b| b == b'\n') {
-            line_start = checked + nl + 1;
-        }
-        let comment = (checked.max(line_start)..at).any(|i| {
-            content.get(i) == Some(&b'#')
-                && (i == line_start || content.get(i - 1).is_some_and(u8::is_ascii_whitespace))
-        });
-        if comment {
-            // The rest of the line is comment too: go on from the next line.
-            let nl = content
-                .get(at..)
-                .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
-            match nl {
-                Some(nl) => (from, line_start, checked) = (at + nl + 1, at + nl + 1, at + nl + 1),
-                None => return false,
-            }
-            continue;
-        }
-        if then(content.get(at + needle.len()..).unwrap_or_default()) {
-            return true;
-        }
-        (from, checked) = (at + 1, at);
-    }
-    false
 }
 
 fn print_dry_run(files: &Files) {
@@ -1004,77 +954,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect()
-    }
-
-    /// The sniff line by line, as simple as it can be written: what the fast one must match.
-    fn carries_reference(content: &[u8]) -> bool {
-        let (mut resources, mut typed) = (false, false);
-        for line in content.split(|b| *b == b'\n') {
-            let code = match line
-                .iter()
-                .enumerate()
-                .position(|(i, b)| *b == b'#' && (i == 0 || line[i - 1].is_ascii_whitespace()))
-            {
-                Some(i) => &line[..i],
-                None => line,
-            };
-            let has = |needle: &[u8]| code.windows(needle.len()).any(|w| w == needle);
-            resources |= has(b"resources");
-            typed |= has(b"type.googleapis.com/envoy.config.listener.v3.Listener")
-                || has(b"type.googleapis.com/envoy.config.cluster.v3.Cluster");
-        }
-        resources && typed
-    }
-
-    #[test]
-    fn the_sniff_matches_the_line_by_line_reading() {
-        let pieces: &[&[u8]] = &[
-            b"resources",
-            b"resources: []",
-            b"type.googleapis.com/envoy.config.",
-            b"type.googleapis.com/envoy.config.listener.v3.Listener",
-            b"type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            b"type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-            b"listener.v3.Listener",
-            b"cluster.v3.Cluster",
-            b"#",
-            b" #",
-            b"a#",
-            b" ",
-            b"\t",
-            b"\n",
-            b"\r\n",
-            b"x",
-            b"\"@type\": ",
-        ];
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let (mut yes, mut no) = (0, 0);
-        for _ in 0..20_000 {
-            let mut content = Vec::new();
-            for _ in 0..next() % 12 {
-                content.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
-            }
-            let want = carries_reference(&content);
-            assert_eq!(
-                carries_listeners_or_clusters(&content),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(&content)
-            );
-            if want {
-                yes += 1;
-            } else {
-                no += 1;
-            }
-        }
-        // Both answers were exercised.
-        assert!(yes > 100 && no > 100, "{yes} {no}");
     }
 
     #[test]
