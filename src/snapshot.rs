@@ -48,6 +48,11 @@ pub const DATA: &str = "..data";
 pub const DATA_TMP: &str = "..data_tmp";
 /// The temporary name of a key link, renamed over `DIR/KEY` (one at a time).
 pub const LINK_TMP: &str = "..link_tmp";
+/// A file inside each version directory for the caller's own record of the version (which
+/// object each key came from): a name no key can take, invisible to readers of `DIR/KEY`.
+pub const RECORD: &str = "..objects";
+/// Largest record read back.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
 /// The advisory lock that makes one process the directory's writer ([`Writer::lock`]).
 pub const LOCK: &str = "..lock";
 /// Longest key (the ConfigMap key limit).
@@ -231,7 +236,7 @@ pub struct Writer {
     dir: PathBuf,
     /// The last version written or read, with its files, so that an unchanged write costs
     /// no read. Trusted only while `..data` still names that version.
-    last: Option<(String, Arc<Files>)>,
+    last: Option<Current>,
     fsync: bool,
     /// Rename every key's link on the next write: the previous switch (in this process or a
     /// killed predecessor) may not have delivered its renames.
@@ -243,11 +248,20 @@ pub struct Writer {
     faults: Faults,
 }
 
+/// A version on disk as the writer knows it.
+struct Current {
+    /// Its directory's name, `..<timestamp>.<hex>`.
+    version: String,
+    files: Arc<Files>,
+    /// Its [`RECORD`], if it has one.
+    record: Option<Vec<u8>>,
+}
+
 impl fmt::Debug for Writer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Writer")
             .field("dir", &self.dir)
-            .field("version", &self.last.as_ref().map(|(v, _)| v))
+            .field("version", &self.last.as_ref().map(|c| &c.version))
             .field("fsync", &self.fsync)
             .field("resync", &self.resync)
             .finish()
@@ -371,7 +385,7 @@ impl Writer {
         match read_data_link(&data)? {
             None => Ok(None),
             Some(DataLink::Version(name)) => match &self.last {
-                Some((cached, files)) if *cached == name => Ok(Some(Cow::Borrowed(&**files))),
+                Some(c) if c.version == name => Ok(Some(Cow::Borrowed(&*c.files))),
                 _ => read_version(&self.dir.join(name)).map(|f| Some(Cow::Owned(f))),
             },
             Some(DataLink::Other(target)) => Err(err(
@@ -421,16 +435,39 @@ impl Writer {
     /// process) opens the old version directory, which a watcher of `DIR` sees as
     /// `IN_OPEN`/`IN_ACCESS` on `..<version>`: events Envoy does not listen to.
     pub fn write(&mut self, files: &Files) -> Result<Outcome, Error> {
-        self.write_given(Given::Borrowed(files))
+        self.write_given(Given::Borrowed(files), None)
     }
 
     /// [`write`](Writer::write), keeping a share of `files` as the cached current snapshot:
     /// a caller that keeps the same files too holds them once in memory, not twice.
     pub fn write_shared(&mut self, files: Arc<Files>) -> Result<Outcome, Error> {
-        self.write_given(Given::Shared(files))
+        self.write_given(Given::Shared(files), None)
     }
 
-    fn write_given(&mut self, snapshot: Given<'_>) -> Result<Outcome, Error> {
+    /// [`write_shared`](Writer::write_shared), with `record` kept as the version's
+    /// [`RECORD`] file: written inside the version directory (so it switches with the files),
+    /// never linked, never a key. A version whose files are the same but whose record
+    /// differs is written anew, every file hard-linked, no key renamed.
+    pub fn write_recorded(&mut self, files: Arc<Files>, record: &[u8]) -> Result<Outcome, Error> {
+        self.write_given(Given::Shared(files), Some(record))
+    }
+
+    /// The current version's [`RECORD`]: `None` without a snapshot or without a record.
+    pub fn current_record(&self) -> Result<Option<Vec<u8>>, Error> {
+        match read_data_link(&self.dir.join(DATA))? {
+            Some(DataLink::Version(name)) => match &self.last {
+                Some(c) if c.version == name => Ok(c.record.clone()),
+                _ => read_record(&self.dir.join(name)),
+            },
+            Some(DataLink::Other(_)) | None => Ok(None),
+        }
+    }
+
+    fn write_given(
+        &mut self,
+        snapshot: Given<'_>,
+        record: Option<&[u8]>,
+    ) -> Result<Outcome, Error> {
         let files: &Files = snapshot.files();
         // 1. Validate everything before touching anything.
         let dir = self.dir.clone();
@@ -441,13 +478,17 @@ impl Writer {
 
         // 2. The current version and its files.
         let data = dir.join(DATA);
-        let old: Option<(String, Arc<Files>)> = match read_data_link(&data)? {
+        let old: Option<Current> = match read_data_link(&data)? {
             Some(DataLink::Version(name)) => match self.last.take() {
-                Some((cached, cached_files)) if cached == name => Some((name, cached_files)),
+                Some(c) if c.version == name => Some(c),
                 _ => {
                     let vdir = dir.join(&name);
                     match fs::symlink_metadata(&vdir) {
-                        Ok(meta) if meta.is_dir() => Some((name, Arc::new(read_version(&vdir)?))),
+                        Ok(meta) if meta.is_dir() => Some(Current {
+                            files: Arc::new(read_version(&vdir)?),
+                            record: read_record(&vdir)?,
+                            version: name,
+                        }),
                         Ok(_) => None,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                         Err(e) => return Err(err("stat", vdir, e)),
@@ -456,7 +497,7 @@ impl Writer {
             },
             Some(DataLink::Other(_)) | None => None,
         };
-        let old_files: Option<&Files> = old.as_ref().map(|(_, f)| &**f);
+        let old_files: Option<&Files> = old.as_ref().map(|c| &*c.files);
 
         let mut added: Vec<String> = Vec::new();
         let mut changed: Vec<String> = Vec::new();
@@ -507,8 +548,16 @@ impl Writer {
             })
             .unwrap_or_default();
 
-        // 3. Nothing to do: touch nothing.
-        if old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() {
+        // 3. Nothing to do: touch nothing. (A record that changed alone needs a new version,
+        // with every file hard-linked and no key renamed.)
+        let same_record =
+            record.is_none() || old.as_ref().and_then(|c| c.record.as_deref()) == record;
+        if old.is_some()
+            && pre_link.is_empty()
+            && post_rename.is_empty()
+            && removed.is_empty()
+            && same_record
+        {
             self.last = old;
             self.resync = false;
             return Ok(Outcome::Unchanged);
@@ -528,8 +577,8 @@ impl Writer {
             bytes_total += bytes.len() as u64;
             let dst = vdir.join(key);
             let same = match &old {
-                Some((old_version, f)) if f.get(key).is_some_and(|old| same_bytes(old, bytes)) => {
-                    Some(dir.join(old_version).join(key))
+                Some(c) if c.files.get(key).is_some_and(|old| same_bytes(old, bytes)) => {
+                    Some(dir.join(&c.version).join(key))
                 }
                 _ => None,
             };
@@ -541,6 +590,9 @@ impl Writer {
                     break;
                 }
             }
+        }
+        if let (Ok(()), Some(record)) = (&step4, record) {
+            step4 = write_file(&mut self.faults, &vdir.join(RECORD), record, self.fsync);
         }
         if step4.is_ok() && self.fsync {
             step4 = fsync_dir(&vdir);
@@ -577,7 +629,7 @@ impl Writer {
             self.last = old;
             return Err(e);
         }
-        let old_version = old.map(|(name, _)| name);
+        let old_version = old.map(|c| c.version);
         let mut first: Option<Error> = None;
         if self.fsync {
             if let Err(e) = fsync_dir(&dir) {
@@ -633,7 +685,11 @@ impl Writer {
         }
 
         // The new snapshot is live (whatever failed after the switch): it is the current one.
-        self.last = Some((version.clone(), snapshot.into_shared()));
+        self.last = Some(Current {
+            version: version.clone(),
+            files: snapshot.into_shared(),
+            record: record.map(<[u8]>::to_vec),
+        });
         match first {
             Some(e) => Err(e),
             None => Ok(Outcome::Written {
@@ -896,6 +952,21 @@ fn is_our_link(dir: &Path, key: &str) -> Result<bool, Error> {
 
 /// The files of one version directory: regular files with valid key names, bounded by
 /// [`MAX_FILES`] and [`MAX_BYTES`].
+/// A version directory's [`RECORD`], `None` when it has none.
+fn read_record(vdir: &Path) -> Result<Option<Vec<u8>>, Error> {
+    let path = vdir.join(RECORD);
+    let mut bytes = Vec::new();
+    match File::open(&path) {
+        Ok(f) => f
+            .take(MAX_RECORD_BYTES)
+            .read_to_end(&mut bytes)
+            .map(|_| Some(bytes))
+            .map_err(|e| err("read", &path, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(err("read", &path, e)),
+    }
+}
+
 fn read_version(vdir: &Path) -> Result<Files, Error> {
     let mut files = Files::new();
     let mut total: u64 = 0;

@@ -586,14 +586,14 @@ fn emptied_lds_or_cds_is_refused_unless_allowed() {
         let empty_lds = "version_info: \"2\"\nresources: []\n";
         let empty_cds = "version_info: \"2\"\n";
         for (key, empty) in [("lds.yaml", empty_lds), ("cds.yaml", empty_cds)] {
-            let refusals = rig.loader.log().matches("update refused").count();
+            let refused = " op=judge key=";
+            let refusals = rig.loader.log().matches(refused).count();
             rig.update(|f| {
                 f.insert(key.into(), empty.into());
             });
-            let want = format!("key \\\"{key}\\\": update refused");
+            let want = format!(" object=\"configmap {NS}/{CM}\" op=judge key={key} ");
             assert!(
-                wait_until(T, || rig.loader.log().matches("update refused").count()
-                    > refusals),
+                wait_until(T, || rig.loader.log().matches(refused).count() > refusals),
                 "{key}: {}",
                 rig.diag()
             );

@@ -318,10 +318,7 @@ fn two_configmaps_merge_and_a_collision_is_refused() {
     );
     emu.apply("other", "two", &[("cds.yaml", "C2"), ("lds.yaml", "clash")]);
     assert!(
-        l.wait_log(
-            "is in both configmap default/one and configmap other/two",
-            T
-        ),
+        l.wait_log("is also in configmap default/one, which had it first", T),
         "{}",
         l.log()
     );
@@ -340,7 +337,7 @@ fn two_configmaps_merge_and_a_collision_is_refused() {
     let refusal = l
         .log()
         .lines()
-        .find(|line| line.contains("level=error") && line.contains("is in both"))
+        .find(|line| line.contains("level=error") && line.contains("is also in"))
         .map(str::to_string)
         .unwrap_or_default();
     assert!(

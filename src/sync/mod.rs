@@ -18,11 +18,10 @@
 use crate::backoff::{Backoff, Rng};
 use crate::cli::{Config, Mode};
 use crate::health::{ErrorKind, METRICS};
-use crate::kube::{self, Client, Event, ObjectRef, Refused};
-use crate::snapshot::{self, Files, Outcome, Writer};
-use crate::{log, xds};
-use std::borrow::Borrow;
-use std::collections::BTreeMap;
+use crate::kube::{self, Client, Event, ObjectRef};
+use crate::log;
+use crate::snapshot::{Files, Outcome, Writer};
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -30,6 +29,9 @@ use std::time::{Duration, Instant};
 
 mod reflector;
 use reflector::{Heard, Reflector, Step, SILENCE};
+
+mod state;
+use state::{Judged, Refusal, State};
 
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
 
@@ -63,19 +65,17 @@ pub fn run(cfg: &Config) -> i32 {
 fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     let deadline = Instant::now() + cfg.onetime_timeout;
     let mut backoff = Backoff::new(Rng::from_entropy());
-    let mut all = Vec::with_capacity(cfg.objects.len());
-    for obj in &cfg.objects {
+    let mut state = sink.restore(cfg);
+    for (idx, obj) in cfg.objects.iter().enumerate() {
         match list_until(obj, client, deadline, &mut backoff) {
             Ok(kube::Listed {
                 object: Some(o), ..
-            }) => match o.files {
-                Ok(files) => all.push((obj.clone(), Arc::new(files))),
-                Err(e) => {
-                    let fields = subject(obj, "list", None, e.key.as_deref());
-                    log::error(&format!("{obj}: refused: {e}"), &log::owned(&fields));
+            }) => {
+                if let Judged::Refused(r) = state.judge(idx, &o.resource_version, o.files) {
+                    log_refusal(&r, &o.resource_version);
                     return 1;
                 }
-            },
+            }
             Ok(kube::Listed { object: None, .. }) => {
                 let fields = subject(obj, "list", None, None);
                 log::error(&format!("{obj}: not found"), &log::owned(&fields));
@@ -94,11 +94,10 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
             }
         }
     }
-    let all: Vec<(&ObjectRef, &Arc<Files>)> = all.iter().map(|(o, f)| (o, f)).collect();
-    match sink.apply(cfg, &all) {
+    match sink.apply(&state) {
         Ok(_) => 0,
         Err(e) => {
-            log::error(&e.to_string(), &log::owned(&e.fields()));
+            log::error(&e, &[]);
             1
         }
     }
@@ -142,14 +141,14 @@ fn list_until(
 }
 
 fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
-    let mut state = State::new(cfg.objects.len());
+    let mut state = sink.restore(cfg);
     let mut rng = Rng::from_entropy();
     loop {
         for (idx, obj) in cfg.objects.iter().enumerate() {
             match client.list(obj, false) {
                 Ok(l) => {
                     METRICS.progress(idx);
-                    state.listed(obj, idx, l.object)
+                    take(&mut state, idx, l.object)
                 }
                 Err(e) => log::warn(
                     &format!("{obj}: list: {e}"),
@@ -157,13 +156,42 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                 ),
             }
         }
-        if let Some(all) = state.complete(&cfg.objects) {
-            if let Err(e) = sink.apply(cfg, &all) {
-                log::error(&e.to_string(), &log::owned(&e.fields()));
-            }
+        if let Err(e) = sink.apply(&state) {
+            log::error(&e, &[]);
         }
         std::thread::sleep(rng.scale(cfg.sync_interval, 0.95, 1.05));
     }
+}
+
+/// A list answer for object `idx`: its version judged, or a warning when it is missing.
+fn take(state: &mut State, idx: usize, object: Option<kube::Object>) {
+    let obj = state.object(idx).clone();
+    match object {
+        Some(o) => {
+            if let Judged::Refused(r) = state.judge(idx, &o.resource_version, o.files) {
+                log_refusal(&r, &o.resource_version);
+            }
+        }
+        None if state.has_files(idx) => log::warn(
+            &format!("{obj}: not found; keeping its last files"),
+            &log::owned(&subject(&obj, "list", None, None)),
+        ),
+        None => log::warn(
+            &format!("{obj}: not found; waiting for it"),
+            &log::owned(&subject(&obj, "list", None, None)),
+        ),
+    }
+}
+
+/// One line for a refused version, counted as a refused snapshot.
+fn log_refusal(r: &Refusal, resource_version: &str) {
+    METRICS.error(ErrorKind::Refused);
+    let mut fields = subject(&r.object, "judge", None, r.refused.key.as_deref());
+    fields.push(("resource_version", resource_version.to_string()));
+    log::error(
+        &format!("{r}; keeping the last files"),
+        &log::owned(&fields),
+    );
 }
 
 /// What the reflectors tell the engine.
@@ -173,65 +201,6 @@ enum Msg {
     /// ADDED or MODIFIED.
     Upsert(usize, kube::Object),
     Deleted(usize),
-}
-
-/// The last good files of each object (None until first seen).
-struct State {
-    files: Vec<Option<Arc<Files>>>,
-    versions: Vec<Option<String>>,
-}
-
-impl State {
-    fn new(n: usize) -> State {
-        State {
-            files: vec![None; n],
-            versions: vec![None; n],
-        }
-    }
-
-    fn listed(&mut self, obj: &ObjectRef, idx: usize, object: Option<kube::Object>) {
-        match object {
-            Some(o) => self.upsert(obj, idx, o),
-            None if self.files[idx].is_some() => log::warn(
-                &format!("{obj}: not found; keeping its last files"),
-                &log::owned(&subject(obj, "list", None, None)),
-            ),
-            None => log::warn(
-                &format!("{obj}: not found; waiting for it"),
-                &log::owned(&subject(obj, "list", None, None)),
-            ),
-        }
-    }
-
-    fn upsert(&mut self, obj: &ObjectRef, idx: usize, o: kube::Object) {
-        if self.versions[idx].as_deref() == Some(&o.resource_version) {
-            return;
-        }
-        self.versions[idx] = Some(o.resource_version.clone());
-        match o.files {
-            Ok(f) => self.files[idx] = Some(Arc::new(f)),
-            Err(e) => {
-                let mut fields = subject(obj, "decode", None, e.key.as_deref());
-                fields.push(("resource_version", o.resource_version.clone()));
-                log::error(
-                    &format!("{obj}: refused: {e}; keeping the last files"),
-                    &log::owned(&fields),
-                )
-            }
-        }
-    }
-
-    /// Every object's files, once each object has been seen (lent, not copied).
-    fn complete<'a>(
-        &'a self,
-        objects: &'a [ObjectRef],
-    ) -> Option<Vec<(&'a ObjectRef, &'a Arc<Files>)>> {
-        objects
-            .iter()
-            .zip(&self.files)
-            .map(|(o, f)| f.as_ref().map(|f| (o, f)))
-            .collect()
-    }
 }
 
 fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
@@ -277,7 +246,7 @@ impl Engine {
     fn new(cfg: Config, sink: Sink) -> Engine {
         Engine {
             writing: Mutex::new(Writing {
-                state: State::new(cfg.objects.len()),
+                state: sink.restore(&cfg),
                 sink,
                 retry: Backoff::new(Rng::from_entropy()),
                 retry_at: None,
@@ -301,8 +270,8 @@ impl Engine {
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let objects = &self.cfg.objects;
         match msg {
-            Msg::Listed(idx, object) => w.state.listed(&objects[idx], idx, object),
-            Msg::Upsert(idx, o) => w.state.upsert(&objects[idx], idx, o),
+            Msg::Listed(idx, object) => take(&mut w.state, idx, object),
+            Msg::Upsert(idx, o) => take(&mut w.state, idx, Some(o)),
             Msg::Deleted(idx) => log::warn(
                 &format!("{}: deleted; keeping its last files", objects[idx]),
                 &log::owned(&subject(&objects[idx], "watch", None, None)),
@@ -316,8 +285,8 @@ impl Engine {
         self.news.notify_one();
     }
 
-    /// Writes every object's files once each has been seen; a failed write is retried on
-    /// a backoff by [`tend`](Engine::tend), a refused one waits for the objects to change.
+    /// Writes the accepted files once every object has some; a failed write is retried on
+    /// a backoff by [`tend`](Engine::tend).
     fn write(&self, w: &mut Writing) {
         let Writing {
             state,
@@ -326,22 +295,15 @@ impl Engine {
             retry_at,
             ..
         } = w;
-        let Some(all) = state.complete(&self.cfg.objects) else {
-            return;
-        };
-        match sink.apply(&self.cfg, &all) {
+        match sink.apply(state) {
             Ok(_) => {
                 retry.reset();
                 *retry_at = None;
             }
-            Err(e @ ApplyError::Write(_)) => {
+            Err(e) => {
                 let delay = retry.next_delay();
-                log::error(&e.to_string(), &[("retry_in", &tenths(delay))]);
+                log::error(&e, &[("retry_in", &tenths(delay))]);
                 *retry_at = Some(Instant::now() + delay);
-            }
-            Err(e @ ApplyError::Refused(_)) => {
-                log::error(&e.to_string(), &log::owned(&e.fields()));
-                *retry_at = None;
             }
         }
     }
@@ -636,64 +598,6 @@ fn subject(
     fields
 }
 
-/// Content refused by the merge or the guard: the object to blame when one is, and why.
-#[derive(Debug)]
-pub struct Refusal {
-    pub object: Option<ObjectRef>,
-    pub refused: Refused,
-}
-
-impl Refusal {
-    fn new(object: Option<&ObjectRef>, key: &str, why: String) -> Refusal {
-        Refusal {
-            object: object.cloned(),
-            refused: Refused::new(Some(key), why),
-        }
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.refused.fmt(f)
-    }
-}
-
-/// Why a snapshot was not written.
-#[derive(Debug)]
-enum ApplyError {
-    /// The content: a bad key, a collision, an emptied Listener/Cluster file. Nothing to
-    /// retry until the objects change.
-    Refused(Refusal),
-    /// The disk: worth retrying with backoff.
-    Write(String),
-}
-
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApplyError::Refused(r) => r.fmt(f),
-            ApplyError::Write(m) => write!(f, "write: {m}"),
-        }
-    }
-}
-
-impl ApplyError {
-    /// `object=` and `key=` of a refusal, for its log line.
-    fn fields(&self) -> Vec<(&'static str, String)> {
-        let ApplyError::Refused(r) = self else {
-            return Vec::new();
-        };
-        let mut fields = Vec::new();
-        if let Some(obj) = &r.object {
-            fields.push(("object", obj.to_string()));
-        }
-        if let Some(key) = &r.refused.key {
-            fields.push(("key", key.clone()));
-        }
-        fields
-    }
-}
-
 /// Where snapshots go: the directory, or stdout for `-dry-run`.
 enum Sink {
     Disk(Writer),
@@ -721,63 +625,57 @@ impl Sink {
         Ok(Sink::Disk(w))
     }
 
-    /// Merges, checks and writes; counts a failure by its kind.
-    ///
-    /// One object's files are written and kept by the writer as they are, shared with the
-    /// state (never copied); several objects' are merged into a new set. The last snapshot
-    /// is only lent for the check.
-    fn apply(
-        &mut self,
-        cfg: &Config,
-        all: &[(&ObjectRef, &Arc<Files>)],
-    ) -> Result<Outcome, ApplyError> {
-        let result = self.apply_uncounted(cfg, all);
-        if let Err(e) = &result {
-            METRICS.error(match e {
-                ApplyError::Refused(_) => ErrorKind::Refused,
-                ApplyError::Write(_) => ErrorKind::Write,
-            });
+    /// The state to start from: on disk, the current snapshot and its record (then, when
+    /// every object followed is on record, the loader is ready at once, before any list).
+    fn restore(&self, cfg: &Config) -> State {
+        let mut state = State::new(cfg.objects.clone(), cfg.allow_empty_resources);
+        let Sink::Disk(w) = self else {
+            return state;
+        };
+        let found = w
+            .current_files()
+            .and_then(|files| Ok(files.map(Cow::into_owned).zip(w.current_record()?)));
+        match found {
+            Ok(Some((files, record))) => {
+                let complete = state.restore(&files, &record);
+                if complete {
+                    METRICS.mark_snapshot_on_disk();
+                }
+                log::info(
+                    "found the last snapshot on disk",
+                    &[("dir", &w.dir().display()), ("complete", &complete)],
+                );
+            }
+            Ok(None) => {}
+            Err(e) => log::warn(
+                "cannot read the last snapshot; waiting for every object",
+                &[("err", &e)],
+            ),
         }
-        result
+        state
     }
 
-    fn apply_uncounted(
-        &mut self,
-        cfg: &Config,
-        all: &[(&ObjectRef, &Arc<Files>)],
-    ) -> Result<Outcome, ApplyError> {
-        let write_error = |e: snapshot::Error| ApplyError::Write(e.to_string());
-        let merged = merged(all).map_err(ApplyError::Refused)?;
-        if !cfg.allow_empty_resources {
-            match self {
-                Sink::Disk(w) => {
-                    if let Some(last) = w.current_files().map_err(write_error)? {
-                        guard_empty_resources(&last, &merged).map_err(ApplyError::Refused)?;
-                    }
-                }
-                Sink::DryRun(Some(last)) => {
-                    guard_empty_resources(last, &merged).map_err(ApplyError::Refused)?
-                }
-                Sink::DryRun(None) => {}
-            }
-        }
-        let names = all
-            .iter()
-            .map(|(o, _)| o.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+    /// Writes the snapshot of the accepted files, once every object has some; a failure
+    /// (the disk) is counted and returned as one line.
+    fn apply(&mut self, state: &State) -> Result<Outcome, String> {
+        let Some((merged, record)) = state.snapshot() else {
+            return Ok(Outcome::Unchanged);
+        };
+        let names = state.names();
         match self {
             Sink::DryRun(last) => {
-                if last.as_deref() == Some(&*merged) {
-                    return Ok(Outcome::Unchanged);
+                if last.as_deref() != Some(&*merged) {
+                    print_dry_run(&merged);
+                    *last = Some(merged);
                 }
-                print_dry_run(&merged);
-                *last = Some(merged);
                 Ok(Outcome::Unchanged)
             }
             Sink::Disk(w) => {
                 let _guard = write_lock().lock().unwrap_or_else(|p| p.into_inner());
-                let outcome = w.write_shared(merged).map_err(write_error)?;
+                let outcome = w.write_recorded(merged, &record).map_err(|e| {
+                    METRICS.error(ErrorKind::Write);
+                    format!("write: {e}")
+                })?;
                 match &outcome {
                     Outcome::Unchanged => METRICS.mark_snapshot_on_disk(),
                     Outcome::Written {
@@ -808,65 +706,6 @@ impl Sink {
     }
 }
 
-/// The snapshot to write: one object's files shared as they are (after the key checks of
-/// [`merge`]), several objects' merged into a new set.
-fn merged(all: &[(&ObjectRef, &Arc<Files>)]) -> Result<Arc<Files>, Refusal> {
-    match all {
-        [(obj, files)] => files
-            .keys()
-            .try_for_each(|key| check_key(obj, key))
-            .map(|()| Arc::clone(files)),
-        _ => {
-            let lent: Vec<(&ObjectRef, &Files)> = all.iter().map(|(o, f)| (*o, &***f)).collect();
-            merge(&lent).map(Arc::new)
-        }
-    }
-}
-
-/// Merges the objects' files into one set; a key in two objects is refused, naming both.
-pub fn merge<O: Borrow<ObjectRef>, F: Borrow<Files>>(all: &[(O, F)]) -> Result<Files, Refusal> {
-    let mut out = Files::new();
-    let mut owner: BTreeMap<&str, &ObjectRef> = BTreeMap::new();
-    for (obj, files) in all {
-        let obj: &ObjectRef = obj.borrow();
-        for (key, bytes) in files.borrow() {
-            check_key(obj, key)?;
-            if let Some(first) = owner.insert(key, obj) {
-                let why = format!(
-                    "key {key:?} is in both {first} and {obj}: update refused, keeping the last files"
-                );
-                return Err(Refusal::new(Some(obj), key, why));
-            }
-            out.insert(key.clone(), bytes.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn check_key(obj: &ObjectRef, key: &str) -> Result<(), Refusal> {
-    snapshot::validate_key(key)
-        .map_err(|e| Refusal::new(Some(obj), key, format!("{obj}: refused: {e}")))
-}
-
-/// Envoy treats an LDS or CDS file with no resources as "remove every listener / cluster".
-/// A key that carried Listener or Cluster resources must not lose all of them.
-pub fn guard_empty_resources(last: &Files, next: &Files) -> Result<(), Refusal> {
-    for (key, old) in last {
-        let Some(new) = next.get(key) else { continue };
-        // Same bytes, same answer: only a changed file can lose its resources.
-        if !snapshot::same_bytes(old, new)
-            && xds::carries_listeners_or_clusters(old)
-            && !xds::carries_listeners_or_clusters(new)
-        {
-            let why = format!(
-                "key {key:?}: update refused: it carried Listener or Cluster resources and would carry none, which makes Envoy remove them all (use -allow-empty-resources to allow it); keeping the last files"
-            );
-            return Err(Refusal::new(None, key, why));
-        }
-    }
-    Ok(())
-}
-
 fn print_dry_run(files: &Files) {
     let mut out = Vec::new();
     for (name, bytes) in files {
@@ -891,7 +730,6 @@ fn tenths(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::Kind;
 
     /// The /healthz bound for a mode's flags, parsed as the binary parses them.
     fn bound_for(flags: &[&str]) -> Duration {
@@ -939,144 +777,5 @@ mod tests {
         ] {
             assert_eq!(tenths(Duration::from_millis(ms)), want, "{ms} ms");
         }
-    }
-
-    fn obj(name: &str) -> ObjectRef {
-        ObjectRef {
-            kind: Kind::ConfigMap,
-            namespace: "ns".into(),
-            name: name.into(),
-        }
-    }
-
-    fn files(pairs: &[(&str, &str)]) -> Files {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
-    }
-
-    #[test]
-    fn one_object_is_shared_several_are_merged() {
-        let (a, b) = (obj("a"), obj("b"));
-        let fa = Arc::new(files(&[("lds.yaml", "1")]));
-        let fb = Arc::new(files(&[("cds.yaml", "2")]));
-        let one = merged(&[(&a, &fa)]).unwrap();
-        assert!(Arc::ptr_eq(&one, &fa));
-        let two = merged(&[(&a, &fa), (&b, &fb)]).unwrap();
-        assert_eq!(*two, files(&[("lds.yaml", "1"), ("cds.yaml", "2")]));
-        // The same checks either way.
-        let bad = Arc::new(files(&[("../x", "1")]));
-        for all in [vec![(&a, &bad)], vec![(&b, &fb), (&a, &bad)]] {
-            let r = merged(&all).unwrap_err();
-            assert_eq!(r.object.as_ref(), Some(&a));
-            assert_eq!(r.refused.key.as_deref(), Some("../x"));
-            let e = r.to_string();
-            assert!(
-                e.starts_with("configmap ns/a: refused: key \"../x\""),
-                "{e}"
-            );
-        }
-        let e = merged(&[(&a, &fa), (&b, &fa)]).unwrap_err().to_string();
-        assert!(
-            e.contains("is in both configmap ns/a and configmap ns/b"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn merge_refuses_collisions_and_bad_keys() {
-        let a = (obj("a"), files(&[("lds.yaml", "1"), ("x", "2")]));
-        let b = (obj("b"), files(&[("cds.yaml", "3")]));
-        let m = merge(&[a.clone(), b]).unwrap();
-        assert_eq!(m.keys().collect::<Vec<_>>(), ["cds.yaml", "lds.yaml", "x"]);
-        let c = (obj("c"), files(&[("x", "4")]));
-        let r = merge(&[a.clone(), c]).unwrap_err();
-        assert_eq!(r.object, Some(obj("c")));
-        assert_eq!(r.refused.key.as_deref(), Some("x"));
-        let e = r.to_string();
-        assert!(
-            e.contains("\"x\" is in both configmap ns/a and configmap ns/c"),
-            "{e}"
-        );
-        for bad in ["../x", "..data", "a/b", ".", ""] {
-            let e = merge(&[(obj("h"), files(&[(bad, "x")]))])
-                .unwrap_err()
-                .to_string();
-            assert!(e.starts_with("configmap ns/h: refused: "), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn empty_listener_or_cluster_files_are_refused() {
-        let lds = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: l\n";
-        let cds = "resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: c\n";
-        let last = files(&[("lds.yaml", lds), ("cds.yaml", cds), ("other", "x")]);
-        let table: &[(&[(&str, &str)], Option<&str>)] = &[
-            (&[("lds.yaml", lds), ("cds.yaml", cds)], None),
-            (
-                &[
-                    ("lds.yaml", "version_info: \"2\"\nresources: []\n"),
-                    ("cds.yaml", cds),
-                ],
-                Some("lds.yaml"),
-            ),
-            (
-                &[("lds.yaml", lds), ("cds.yaml", "resources:\n")],
-                Some("cds.yaml"),
-            ),
-            (
-                &[(
-                    "lds.yaml",
-                    "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\nname: l\n",
-                )],
-                Some("lds.yaml"),
-            ),
-            (&[("cds.yaml", cds)], None), // a removed key is not an emptied one
-            (&[("lds.yaml", lds), ("cds.yaml", cds), ("other", "")], None),
-            // a commented-out resource is no resource
-            (&[("lds.yaml", "resources: []\n# - \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n"), ("cds.yaml", cds)], Some("lds.yaml")),
-            (&[("lds.yaml", "resources: [] # \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n"), ("cds.yaml", cds)], Some("lds.yaml")),
-            // JSON is fine too
-            (&[("lds.yaml", "{\"resources\":[{\"@type\":\"type.googleapis.com/envoy.config.listener.v3.Listener\",\"name\":\"l#1\"}]}"), ("cds.yaml", cds)], None),
-        ];
-        for (next, want) in table {
-            let r = guard_empty_resources(&last, &files(next));
-            match want {
-                None => assert!(r.is_ok(), "{next:?}: {r:?}"),
-                Some(key) => {
-                    let r = r.unwrap_err();
-                    assert_eq!(r.refused.key.as_deref(), Some(*key));
-                    let e = r.to_string();
-                    assert!(
-                        e.contains(&format!("key \"{key}\""))
-                            && e.contains("-allow-empty-resources"),
-                        "{e}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn state_waits_for_every_object_and_keeps_deleted_ones() {
-        let objs = [obj("a"), obj("b")];
-        let mut s = State::new(2);
-        let o = |rv: &str, f: Result<Files, Refused>| kube::Object {
-            resource_version: rv.into(),
-            files: f,
-        };
-        s.listed(&objs[0], 0, Some(o("1", Ok(files(&[("k", "v")])))));
-        assert!(s.complete(&objs).is_none());
-        s.listed(&objs[1], 1, None);
-        assert!(s.complete(&objs).is_none());
-        s.upsert(&objs[1], 1, o("2", Ok(files(&[("j", "w")]))));
-        assert_eq!(s.complete(&objs).unwrap().len(), 2);
-        // refused content keeps the last good files
-        s.upsert(&objs[1], 1, o("3", Err(Refused::new(None, "bad".into()))));
-        assert_eq!(**s.complete(&objs).unwrap()[1].1, files(&[("j", "w")]));
-        // not found after being seen: kept
-        s.listed(&objs[0], 0, None);
-        assert_eq!(**s.complete(&objs).unwrap()[0].1, files(&[("k", "v")]));
     }
 }

@@ -1,0 +1,225 @@
+//! A sidecar left alone in production: what happens around restarts and between objects.
+//! A restart starts from the snapshot on disk and its record of which object each key came
+//! from (ready at once, even with the API server away; a deleted object keeps its keys);
+//! a refused version of one object freezes no other; a key that carried Listeners may not
+//! disappear; an object no longer followed loses its keys at the first write.
+
+mod common;
+#[path = "emulator/mod.rs"]
+mod emulator;
+
+use common::*;
+use emulator::{Emulator, Options};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(15);
+const LDS: &str = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: ingress\n";
+const CDS: &str = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: blue\n";
+
+fn emu() -> Emulator {
+    Emulator::start(Options {
+        bookmark_interval: Duration::from_millis(300),
+        ..Options::default()
+    })
+}
+
+/// `-watch` on `cms` (in `default`), with a health server, writing to `out`.
+fn args(emu: &Emulator, token: &Path, out: &Path, cms: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut a = api_args(&emu.url(), token);
+    for cm in cms {
+        a.extend(["-configmap".to_string(), cm.to_string()]);
+    }
+    a.extend(
+        [
+            "-namespace",
+            "default",
+            "-watch",
+            "-watch-timeout",
+            "3s",
+            "-listen",
+            "127.0.0.1:0",
+            "-output-dir",
+        ]
+        .map(String::from),
+    );
+    a.push(out.display().to_string());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn start(tmp: &TempDir, args: &[String]) -> Loader {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Loader::start(tmp, &args)
+}
+
+fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
+    assert!(
+        wait_until(T, || read_text(out) == text(want)),
+        "want {want:?}, have {:?}\n{}",
+        read_text(out),
+        l.log()
+    );
+    assert_consistent(out);
+}
+
+/// GET on the loader's health server: the status code (0: no answer).
+fn status(addr: &str, path: &str) -> u16 {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn listen_addr(l: &Loader) -> String {
+    assert!(l.wait_log("serving /readyz", T), "{}", l.log());
+    let log = l.log();
+    let line = log.lines().find(|l| l.contains("serving /readyz")).unwrap();
+    line.split("addr=").nth(1).unwrap().trim().to_string()
+}
+
+/// Two ConfigMaps; one is deleted while the sidecar is down (OOM, eviction), and the API
+/// server is away when it comes back: /readyz is 200 at once from the snapshot on disk;
+/// then the deleted object keeps its keys and the other's updates are written.
+#[test]
+fn a_restart_with_one_configmap_deleted_is_ready_at_once_and_follows_the_other() {
+    let emu = emu();
+    emu.apply("default", "a", &[("lds.yaml", LDS)]);
+    emu.apply("default", "b", &[("cds.yaml", CDS)]);
+    let tmp = TempDir::new("restart-deleted");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let a = args(&emu, &token, &out, &["a", "b"], &[]);
+    let mut l = start(&tmp, &a);
+    converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", CDS)]);
+    l.kill9();
+    emu.delete("default", "a");
+    emu.set_down(true);
+    let l = start(&tmp, &a);
+    let addr = listen_addr(&l);
+    assert!(
+        wait_until(Duration::from_secs(2), || status(&addr, "/readyz") == 200),
+        "/readyz 200 with the API server away, from the snapshot on disk: {}",
+        l.log()
+    );
+    emu.set_down(false);
+    let cds2 = CDS.replace("blue", "green");
+    emu.apply("default", "b", &[("cds.yaml", &cds2)]);
+    converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", &cds2)]);
+    assert!(
+        l.log().contains(
+            "msg=\"configmap default/a: not found; keeping its last files\" object=\"configmap default/a\""
+        ),
+        "{}",
+        l.log()
+    );
+    assert_eq!(status(&addr, "/readyz"), 200);
+}
+
+/// ConfigMap a gets an update that is refused (its listener file emptied); then b changes:
+/// b's change is written, a keeps its last accepted files, and the refusal is one line that
+/// names a and its key, counted in the metrics.
+#[test]
+fn a_refused_configmap_freezes_no_other() {
+    let emu = emu();
+    emu.apply("default", "a", &[("lds.yaml", LDS)]);
+    emu.apply("default", "b", &[("cds.yaml", CDS)]);
+    let tmp = TempDir::new("refused-neighbour");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let l = start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
+    let addr = listen_addr(&l);
+    converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", CDS)]);
+    emu.apply(
+        "default",
+        "a",
+        &[("lds.yaml", "version_info: \"2\"\nresources: []\n")],
+    );
+    assert!(
+        l.wait_log(" object=\"configmap default/a\" op=judge key=lds.yaml ", T),
+        "{}",
+        l.log()
+    );
+    let cds2 = CDS.replace("blue", "green");
+    emu.apply("default", "b", &[("cds.yaml", &cds2)]);
+    converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", &cds2)]);
+    let refusals = l.log().matches(" op=judge ").count();
+    assert_eq!(
+        refusals,
+        1,
+        "one line for the one refused version: {}",
+        l.log()
+    );
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut metrics = String::new();
+    s.read_to_string(&mut metrics).unwrap();
+    assert!(
+        metrics.contains("envoy_xds_loader_snapshot_errors_total{kind=\"refused\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+/// A key that carried the Listeners disappears from its ConfigMap: refused like an emptied
+/// one (a missing file is worse: Envoy would refuse to start on its next restart), unless
+/// `-allow-empty-resources`.
+#[test]
+fn a_key_that_carried_listeners_may_not_disappear_unless_allowed() {
+    let emu = emu();
+    emu.apply("default", "a", &[("lds.yaml", LDS), ("x", "1")]);
+    let tmp = TempDir::new("listener-key-gone");
+    let token = write_token(&tmp, TOKEN);
+    for (allow, out) in [(false, "refused"), (true, "allowed")] {
+        emu.apply("default", "a", &[("lds.yaml", LDS), ("x", "1")]);
+        let out = tmp.join(out);
+        let extra: &[&str] = if allow {
+            &["-allow-empty-resources"]
+        } else {
+            &[]
+        };
+        let l = start(&tmp, &args(&emu, &token, &out, &["a"], extra));
+        converges(&l, &out, &[("lds.yaml", LDS), ("x", "1")]);
+        emu.apply("default", "a", &[("x", "2")]);
+        if allow {
+            converges(&l, &out, &[("x", "2")]);
+        } else {
+            assert!(
+                l.wait_log(" object=\"configmap default/a\" op=judge key=lds.yaml ", T),
+                "{}",
+                l.log()
+            );
+            assert!(l.log().contains("would be gone"), "{}", l.log());
+            assert_eq!(read_text(&out), text(&[("lds.yaml", LDS), ("x", "1")]));
+        }
+    }
+}
+
+/// A loader restarted without one of its objects: that object's keys go at the first
+/// write, the other's stay, and nothing waits for the object that is no longer followed.
+#[test]
+fn an_object_no_longer_named_loses_its_keys_at_the_first_write() {
+    let emu = emu();
+    emu.apply("default", "a", &[("a.txt", "A")]);
+    emu.apply("default", "b", &[("b.txt", "B")]);
+    let tmp = TempDir::new("dropped-object");
+    let token = write_token(&tmp, TOKEN);
+    let out = tmp.join("out");
+    let mut l = start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
+    converges(&l, &out, &[("a.txt", "A"), ("b.txt", "B")]);
+    l.kill9();
+    let l = start(&tmp, &args(&emu, &token, &out, &["b"], &[]));
+    converges(&l, &out, &[("b.txt", "B")]);
+    assert!(
+        l.log().contains(" removed=a.txt "),
+        "the first write removed a's key: {}",
+        l.log()
+    );
+}
