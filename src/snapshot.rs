@@ -2042,6 +2042,67 @@ mod tests {
     }
 
     #[test]
+    fn a_record_switches_with_its_version_and_is_no_key() {
+        let t = TempDir::new("record");
+        let dir = t.path();
+        let mut w = Writer::new(dir);
+        let v1 = Arc::new(files(&[("lds.yaml", LDS)]));
+        assert!(matches!(
+            w.write_recorded(v1.clone(), b"a\tlds.yaml\n").unwrap(),
+            Outcome::Written { .. }
+        ));
+        assert_eq!(
+            w.current_record().unwrap().as_deref(),
+            Some(&b"a\tlds.yaml\n"[..])
+        );
+        assert_eq!(
+            Writer::new(dir).current_record().unwrap().as_deref(),
+            Some(&b"a\tlds.yaml\n"[..])
+        );
+        assert_eq!(w.current().unwrap().unwrap(), *v1, "the record is no key");
+        assert!(
+            fs::symlink_metadata(dir.join(RECORD)).is_err(),
+            "and is never linked"
+        );
+        // same files, same record: nothing touched, by this writer or a fresh one
+        assert_eq!(
+            w.write_recorded(v1.clone(), b"a\tlds.yaml\n").unwrap(),
+            Outcome::Unchanged
+        );
+        assert_eq!(
+            Writer::new(dir)
+                .write_recorded(v1.clone(), b"a\tlds.yaml\n")
+                .unwrap(),
+            Outcome::Unchanged
+        );
+        // the record alone changed: a new version, no key renamed
+        let link_before = fs::symlink_metadata(dir.join("lds.yaml")).unwrap().ino();
+        match w.write_recorded(v1.clone(), b"b\tlds.yaml\n").unwrap() {
+            Outcome::Written {
+                added,
+                changed,
+                removed,
+                ..
+            } => {
+                assert!(added.is_empty() && changed.is_empty() && removed.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            fs::symlink_metadata(dir.join("lds.yaml")).unwrap().ino(),
+            link_before
+        );
+        assert_eq!(
+            w.current_record().unwrap().as_deref(),
+            Some(&b"b\tlds.yaml\n"[..])
+        );
+        // a version without a record (an older loader's) reads as none
+        let mut plain = Writer::new(t.path().join("plain"));
+        plain.write(&v1).unwrap();
+        assert_eq!(plain.current_record().unwrap(), None);
+    }
+
+    #[test]
     fn one_writer_per_directory() {
         let t = TempDir::new("lock");
         let dir = t.path().join("out");
