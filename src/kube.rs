@@ -838,6 +838,42 @@ mod tests {
     }
 
     #[test]
+    fn api_errors_say_what_the_server_said() {
+        let api = |code, reason: &str, message: &str| Error::Api {
+            code,
+            status: Some(Status {
+                code,
+                reason: reason.into(),
+                message: message.into(),
+            }),
+            retry_after: None,
+        };
+        let table = [
+            (
+                api(403, "Forbidden", "no"),
+                "api server answered 403: 403 Forbidden: no",
+            ),
+            (
+                api(410, "Expired", ""),
+                "api server answered 410: 410 Expired",
+            ),
+            (api(500, "", "boom"), "api server answered 500: 500 boom"),
+            (api(502, "", ""), "api server answered 502"),
+            (
+                Error::Api {
+                    code: 503,
+                    status: None,
+                    retry_after: None,
+                },
+                "api server answered 503",
+            ),
+        ];
+        for (e, want) in table {
+            assert_eq!(e.to_string(), want);
+        }
+    }
+
+    #[test]
     fn versions_are_escaped_in_queries() {
         assert_eq!(query_escape("12345"), "12345");
         assert_eq!(query_escape("a&b=c d"), "a%26b%3Dc%20d");

@@ -938,20 +938,21 @@ fn is_our_link(dir: &Path, key: &str) -> Result<bool, Error> {
     let link = dir.join(key);
     match fs::read_link(&link) {
         Ok(target) => Ok(target.as_os_str().as_bytes() == link_target(key).as_bytes()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
-            ) =>
-        {
-            Ok(false)
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        // Something that is no link (a file or directory someone put there): never
+        // renamed over or removed.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(err(
+            "read link",
+            link,
+            invalid_data(format!(
+                "key {}: the name is taken by something that is not the loader's link; refusing to replace it",
+                show_key(key)
+            )),
+        )),
         Err(e) => Err(err("read link", link, e)),
     }
 }
 
-/// The files of one version directory: regular files with valid key names, bounded by
-/// [`MAX_FILES`] and [`MAX_BYTES`].
 /// A version directory's [`RECORD`], `None` when it has none.
 fn read_record(vdir: &Path) -> Result<Option<Vec<u8>>, Error> {
     let path = vdir.join(RECORD);
@@ -967,6 +968,8 @@ fn read_record(vdir: &Path) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
+/// The files of one version directory: regular files with valid key names, bounded by
+/// [`MAX_FILES`] and [`MAX_BYTES`].
 fn read_version(vdir: &Path) -> Result<Files, Error> {
     let mut files = Files::new();
     let mut total: u64 = 0;
@@ -1995,21 +1998,34 @@ mod tests {
         let mut w = Writer::new(dir);
         let v1 = files(&[("lds.yaml", LDS)]);
         w.write(&v1).unwrap();
-        // A plain file in the way is replaced by the key's link.
+        // A plain file or a directory in the way is never replaced: the write is refused
+        // before anything is touched, naming the key.
         fs::write(dir.join("cds.json"), b"someone's").unwrap();
-        let v2 = files(&[("lds.yaml", LDS), ("cds.json", CDS)]);
-        w.write(&v2).unwrap();
-        assert_converged(dir, &v2, &[]);
-        // A directory in the way fails the write before the switch: nothing changes.
         fs::create_dir(dir.join("eds.yaml")).unwrap();
         fs::write(dir.join("eds.yaml").join("inside"), b"x").unwrap();
         let before = layout(dir);
-        let v3 = files(&[("lds.yaml", LDS2), ("a-new", b"1"), ("eds.yaml", EDS)]);
-        let e = w.write(&v3).unwrap_err();
-        assert_eq!(e.op, "rename", "{e}");
-        assert_eq!(e.path, dir.join("eds.yaml"));
-        assert_eq!(layout(dir), before);
-        assert_eq!(w.current().unwrap(), Some(v2));
+        for (key, content) in [("cds.json", CDS), ("eds.yaml", EDS)] {
+            let v2 = files(&[("lds.yaml", LDS2), ("a-new", b"1"), (key, content)]);
+            let e = w.write(&v2).unwrap_err();
+            assert_eq!((e.op, e.path.clone()), ("read link", dir.join(key)), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("key \"{key}\": the name is taken")),
+                "{e}"
+            );
+            assert_eq!(layout(dir), before);
+            assert_eq!(w.current().unwrap(), Some(v1.clone()));
+        }
+        assert_eq!(fs::read(dir.join("cds.json")).unwrap(), b"someone's");
+        // A foreign link is only a name: it is replaced by the key's link.
+        fs::remove_file(dir.join("cds.json")).unwrap();
+        symlink("elsewhere", dir.join("cds.json")).unwrap();
+        let v3 = files(&[("lds.yaml", LDS), ("cds.json", CDS)]);
+        w.write(&v3).unwrap();
+        assert_eq!(
+            fs::read_link(dir.join("cds.json")).unwrap(),
+            Path::new("..data/cds.json")
+        );
     }
 
     #[test]

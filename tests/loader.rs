@@ -1161,4 +1161,37 @@ fn onetime_retries_what_is_transient_and_fails_at_once_on_what_is_not() {
         .collect();
     assert_eq!(errors.len(), 1, "one line, no retry: {log}");
     assert!(errors[0].contains(" op=list code=403"), "{log}");
+    assert!(
+        errors[0].contains("403 Forbidden: configmaps \\\"envoy\\\" is forbidden: User "),
+        "the line carries the server's Status: {log}"
+    );
+}
+
+/// Without a token file, requests go without Authorization, and the loader says so once,
+/// not once per request.
+#[test]
+fn a_missing_token_file_is_warned_about_once() {
+    let emu = emu();
+    emu.apply("default", "envoy", &[("k", "v")]);
+    let tmp = TempDir::new("no-token");
+    let out = tmp.join("out");
+    let missing = tmp.join("no-such-token");
+    let l = Loader::start(
+        &tmp,
+        &strs(&watch_args(&emu.url(), &missing, &out, &["envoy"])),
+    );
+    assert!(
+        wait_until(T, || emu.requests().len() >= 3),
+        "three requests: {}",
+        l.log()
+    );
+    assert!(emu
+        .requests()
+        .iter()
+        .all(|r| r.token.is_none() && r.status == 401));
+    let warned = l
+        .log()
+        .matches("no token: requests go without Authorization")
+        .count();
+    assert_eq!(warned, 1, "{}", l.log());
 }
