@@ -78,6 +78,8 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Server-side watch timeout (jittered per watch); the client read timeout is a bit longer.
     pub watch_timeout: Duration,
+    /// Permission bits of the files written (like the kubelet's `defaultMode`).
+    pub file_mode: u32,
     /// How long `-onetime` retries transient API failures (refused, reset, timeouts, 429,
     /// 5xx) before it gives up.
     pub onetime_timeout: Duration,
@@ -131,6 +133,7 @@ Flags (Go syntax: -flag, --flag, -flag=value, -flag value):
                         jittered safety-net relist (default 10m0s; 0 turns it off)
   -watch-timeout D      server-side watch timeout, jittered per watch (default 5m0s)
   -onetime-timeout D    how long -onetime retries transient API failures (default 1m0s)
+  -file-mode MODE       permission bits of the files, octal, e.g. 0440 (default 0644)
   -dry-run              print what would be written (name, size, content); touch nothing
   -allow-empty-resources
                         allow an update that leaves a Listener or Cluster file with no resources
@@ -164,6 +167,7 @@ const VALUE_FLAGS: &[&str] = &[
     "sync-interval",
     "watch-timeout",
     "onetime-timeout",
+    "file-mode",
     "listen",
 ];
 
@@ -179,6 +183,7 @@ struct Raw {
     sync_interval: Option<Duration>,
     watch_timeout: Option<Duration>,
     onetime_timeout: Option<Duration>,
+    file_mode: Option<u32>,
     listen: Option<String>,
     insecure: bool,
     onetime: bool,
@@ -293,6 +298,7 @@ fn set_value(raw: &mut Raw, name: &str, value: String) -> Result<(), UsageError>
         "sync-interval" => raw.sync_interval = Some(duration(&value)?),
         "listen" => raw.listen = Some(parse_listen(&value)?),
         "onetime-timeout" => raw.onetime_timeout = Some(duration(&value)?),
+        "file-mode" => raw.file_mode = Some(parse_mode(&value)?),
         _ => raw.watch_timeout = Some(duration(&value)?), // "watch-timeout"
     }
     Ok(())
@@ -405,11 +411,25 @@ fn build(
         sync_interval,
         watch_timeout,
         onetime_timeout: raw.onetime_timeout.unwrap_or(Duration::from_secs(60)),
+        file_mode: raw.file_mode.unwrap_or(0o644),
         dry_run: raw.dry_run,
         allow_empty_resources: raw.allow_empty_resources,
         fsync: raw.fsync,
         listen: raw.listen,
     })
+}
+
+/// Octal permission bits, `0644`, `440` or `0o440`, at most `0777`.
+fn parse_mode(v: &str) -> Result<u32, UsageError> {
+    let digits = v.strip_prefix("0o").unwrap_or(v);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o777 && !digits.is_empty() && !digits.starts_with('+'))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "invalid value {v:?} for -file-mode: want octal permission bits from 0000 to 0777"
+            ))
+        })
 }
 
 /// `:9090` (every address, IPv6 and IPv4, as Go takes it: see `health::serve`),
@@ -741,6 +761,37 @@ mod tests {
         assert_eq!(c.trust, TrustChoice::WebPkiRoots);
         assert_eq!(c.watch_timeout, Duration::from_secs(300));
         assert_eq!(c.listen, None);
+    }
+
+    #[test]
+    fn file_modes() {
+        for (v, want) in [
+            ("0644", Ok(0o644)),
+            ("440", Ok(0o440)),
+            ("0o400", Ok(0o400)),
+            ("0", Ok(0)),
+            ("0777", Ok(0o777)),
+            ("1777", Err(())),
+            ("0899", Err(())),
+            ("rw-r--r--", Err(())),
+            ("", Err(())),
+            ("+644", Err(())),
+        ] {
+            let r = run(
+                &["-configmap", "x", "-namespace", "n", "-file-mode", v],
+                &[],
+            );
+            match want {
+                Ok(m) => assert_eq!(r.unwrap().file_mode, m, "{v}"),
+                Err(()) => assert!(r.unwrap_err().contains("-file-mode"), "{v}"),
+            }
+        }
+        assert_eq!(
+            run(&["-configmap", "x", "-namespace", "n"], &[])
+                .unwrap()
+                .file_mode,
+            0o644
+        );
     }
 
     #[test]

@@ -245,6 +245,8 @@ pub struct Writer {
     needs_sweep: bool,
     /// `DIR/..lock`, held (an advisory `flock`) for the writer's lifetime.
     lock: Option<File>,
+    /// The permission bits of the files written (default 0644).
+    file_mode: u32,
     faults: Faults,
 }
 
@@ -253,6 +255,8 @@ struct Current {
     /// Its directory's name, `..<timestamp>.<hex>`.
     version: String,
     files: Arc<Files>,
+    /// The permission bits its files share (`None`: they differ, or there are none).
+    file_mode: Option<u32>,
     /// Its [`RECORD`], if it has one.
     record: Option<Vec<u8>>,
 }
@@ -279,6 +283,7 @@ impl Writer {
             resync: false,
             needs_sweep: false,
             lock: None,
+            file_mode: FILE_MODE,
             faults: Faults::default(),
         }
     }
@@ -342,6 +347,13 @@ impl Writer {
     /// needs it.
     pub fn set_fsync(&mut self, on: bool) {
         self.fsync = on;
+    }
+
+    /// The permission bits of every file of a snapshot (like the kubelet's `defaultMode`;
+    /// default 0644), whatever the umask. A snapshot whose files have other bits is written
+    /// anew at the next write, with no key renamed.
+    pub fn set_file_mode(&mut self, mode: u32) {
+        self.file_mode = mode & 0o7777;
     }
 
     /// Start-up sweep of what a killed predecessor left: a stale `..data_tmp` and
@@ -484,11 +496,15 @@ impl Writer {
                 _ => {
                     let vdir = dir.join(&name);
                     match fs::symlink_metadata(&vdir) {
-                        Ok(meta) if meta.is_dir() => Some(Current {
-                            files: Arc::new(read_version(&vdir)?),
-                            record: read_record(&vdir)?,
-                            version: name,
-                        }),
+                        Ok(meta) if meta.is_dir() => {
+                            let (files, file_mode) = read_version_modes(&vdir)?;
+                            Some(Current {
+                                files: Arc::new(files),
+                                file_mode,
+                                record: read_record(&vdir)?,
+                                version: name,
+                            })
+                        }
                         Ok(_) => None,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                         Err(e) => return Err(err("stat", vdir, e)),
@@ -552,11 +568,14 @@ impl Writer {
         // with every file hard-linked and no key renamed.)
         let same_record =
             record.is_none() || old.as_ref().and_then(|c| c.record.as_deref()) == record;
+        let same_mode =
+            files.is_empty() || old.as_ref().and_then(|c| c.file_mode) == Some(self.file_mode);
         if old.is_some()
             && pre_link.is_empty()
             && post_rename.is_empty()
             && removed.is_empty()
             && same_record
+            && same_mode
         {
             self.last = old;
             self.resync = false;
@@ -582,17 +601,24 @@ impl Writer {
                 }
                 _ => None,
             };
-            let linked = same
-                .is_some_and(|src| try_hard_link(&mut self.faults, &src, &dst, bytes.len() as u64));
+            let (len, mode) = (bytes.len() as u64, self.file_mode);
+            let linked =
+                same.is_some_and(|src| try_hard_link(&mut self.faults, &src, &dst, len, mode));
             if !linked {
-                step4 = write_file(&mut self.faults, &dst, bytes, self.fsync);
+                step4 = write_file(&mut self.faults, &dst, bytes, self.fsync, mode);
                 if step4.is_err() {
                     break;
                 }
             }
         }
         if let (Ok(()), Some(record)) = (&step4, record) {
-            step4 = write_file(&mut self.faults, &vdir.join(RECORD), record, self.fsync);
+            step4 = write_file(
+                &mut self.faults,
+                &vdir.join(RECORD),
+                record,
+                self.fsync,
+                FILE_MODE,
+            );
         }
         if step4.is_ok() && self.fsync {
             step4 = fsync_dir(&vdir);
@@ -687,6 +713,7 @@ impl Writer {
         // The new snapshot is live (whatever failed after the switch): it is the current one.
         self.last = Some(Current {
             version: version.clone(),
+            file_mode: Some(self.file_mode),
             files: snapshot.into_shared(),
             record: record.map(<[u8]>::to_vec),
         });
@@ -971,6 +998,13 @@ fn read_record(vdir: &Path) -> Result<Option<Vec<u8>>, Error> {
 /// The files of one version directory: regular files with valid key names, bounded by
 /// [`MAX_FILES`] and [`MAX_BYTES`].
 fn read_version(vdir: &Path) -> Result<Files, Error> {
+    read_version_modes(vdir).map(|(files, _)| files)
+}
+
+/// [`read_version`], and the permission bits its files share (`None` when they differ or
+/// there are none).
+fn read_version_modes(vdir: &Path) -> Result<(Files, Option<u32>), Error> {
+    let mut modes: Option<Option<u32>> = None;
     let mut files = Files::new();
     let mut total: u64 = 0;
     let entries = fs::read_dir(vdir).map_err(|e| err("read dir", vdir, e))?;
@@ -999,9 +1033,17 @@ fn read_version(vdir: &Path) -> Result<Files, Error> {
         }
         let room = MAX_BYTES - total;
         let mut content = Vec::new();
-        File::open(&path)
-            .and_then(|f| f.take(room + 1).read_to_end(&mut content))
+        let mode = File::open(&path)
+            .and_then(|f| {
+                let mode = f.metadata()?.permissions().mode() & 0o7777;
+                f.take(room + 1).read_to_end(&mut content)?;
+                Ok(mode)
+            })
             .map_err(|e| err("read", &path, e))?;
+        modes = Some(match modes {
+            None => Some(mode),
+            Some(m) => m.filter(|m| *m == mode),
+        });
         let len = content.len() as u64;
         if len > room {
             return Err(err(
@@ -1013,7 +1055,7 @@ fn read_version(vdir: &Path) -> Result<Files, Error> {
         total += len;
         files.insert(name, content);
     }
-    Ok(files)
+    Ok((files, modes.flatten()))
 }
 
 /// Step 4: a fresh version directory, 0755 whatever the umask. Creates the snapshot
@@ -1029,7 +1071,7 @@ fn make_version_dir(fx: &mut Faults, dir: &Path) -> Result<(String, PathBuf), Er
         {
             Ok(()) => {
                 let chmod = || fs::set_permissions(&path, Permissions::from_mode(DIR_MODE));
-                if let Err(e) = umask_strips_modes().then(chmod).unwrap_or(Ok(())) {
+                if let Err(e) = umask_strips(DIR_MODE).then(chmod).unwrap_or(Ok(())) {
                     let _ = fs::remove_dir(&path);
                     return Err(err("chmod", path, e));
                 }
@@ -1062,47 +1104,56 @@ fn make_version_dir(fx: &mut Faults, dir: &Path) -> Result<(String, PathBuf), Er
 
 /// Step 4 for an unchanged file: hard-link it from the old version when it is still a
 /// regular file of the expected size. False when it could not: write it instead.
-fn try_hard_link(fx: &mut Faults, src: &Path, dst: &Path, len: u64) -> bool {
+fn try_hard_link(fx: &mut Faults, src: &Path, dst: &Path, len: u64, mode: u32) -> bool {
     match fs::symlink_metadata(src) {
-        Ok(meta) if meta.is_file() && meta.len() == len => {}
+        Ok(meta)
+            if meta.is_file()
+                && meta.len() == len
+                && meta.permissions().mode() & 0o7777 == mode => {}
         _ => return false,
     }
     fx.gate().and_then(|()| fs::hard_link(src, dst)).is_ok()
 }
 
-/// Whether the process's umask would take bits from [`DIR_MODE`] or [`FILE_MODE`], so that
-/// they must be set again after creation (one chmod per directory and file). Read once from
-/// `/proc/self/status` (the loader never changes its umask); unknown counts as yes. The
-/// usual umask 022 takes nothing.
-fn umask_strips_modes() -> bool {
-    static STRIPS: OnceLock<bool> = OnceLock::new();
-    *STRIPS.get_or_init(|| {
+/// Whether the process's umask would take bits from `mode`, so that they must be set again
+/// after creation (one chmod per directory and file). The umask is read once from
+/// `/proc/self/status` (the loader never changes it); unknown counts as yes. The usual
+/// umask 022 takes nothing from 0755 and 0644.
+fn umask_strips(mode: u32) -> bool {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    let umask = UMASK.get_or_init(|| {
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let umask = status
+        status
             .lines()
             .find_map(|l| l.strip_prefix("Umask:"))
-            .and_then(|m| u32::from_str_radix(m.trim(), 8).ok());
-        umask.is_none_or(|m| m & (DIR_MODE | FILE_MODE) != 0)
-    })
+            .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+    });
+    umask.is_none_or(|m| m & mode != 0)
 }
 
-/// Step 4: a new file, 0644 whatever the umask.
-fn write_file(fx: &mut Faults, path: &Path, bytes: &[u8], fsync: bool) -> Result<(), Error> {
+/// Step 4: a new file with permission bits `mode`, whatever the umask.
+fn write_file(
+    fx: &mut Faults,
+    path: &Path,
+    bytes: &[u8],
+    fsync: bool,
+    mode: u32,
+) -> Result<(), Error> {
     let mut file = fx
         .gate()
         .and_then(|()| {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(FILE_MODE)
+                .mode(mode)
                 .open(path)
         })
         .map_err(|e| err("create", path, e))?;
     fx.gate()
         .and_then(|()| file.write_all(bytes))
         .map_err(|e| err("write", path, e))?;
-    if umask_strips_modes() {
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
+    if umask_strips(mode) {
+        file.set_permissions(Permissions::from_mode(mode))
             .map_err(|e| err("chmod", path, e))?;
     }
     if fsync {
@@ -2116,6 +2167,37 @@ mod tests {
         let mut plain = Writer::new(t.path().join("plain"));
         plain.write(&v1).unwrap();
         assert_eq!(plain.current_record().unwrap(), None);
+    }
+
+    #[test]
+    fn file_modes_whatever_the_history() {
+        let t = TempDir::new("modes");
+        let dir = t.path();
+        let mode_of =
+            |key: &str| fs::metadata(dir.join(key)).unwrap().permissions().mode() & 0o7777;
+        let v1 = files(&[("tls.key", b"secret"), ("lds.yaml", LDS)]);
+        let mut w = Writer::new(dir);
+        w.set_file_mode(0o440);
+        w.write(&v1).unwrap();
+        assert_eq!((mode_of("tls.key"), mode_of("lds.yaml")), (0o440, 0o440));
+        assert_eq!(w.write(&v1).unwrap(), Outcome::Unchanged);
+        // A restart with another mode: the files are written anew, no key renamed.
+        let inode = fs::symlink_metadata(dir.join("tls.key")).unwrap().ino();
+        let mut w = Writer::new(dir);
+        w.set_file_mode(0o644);
+        match w.write(&v1).unwrap() {
+            Outcome::Written { changed, added, .. } => {
+                assert!(changed.is_empty() && added.is_empty())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((mode_of("tls.key"), mode_of("lds.yaml")), (0o644, 0o644));
+        assert_eq!(
+            fs::symlink_metadata(dir.join("tls.key")).unwrap().ino(),
+            inode,
+            "link kept"
+        );
+        assert_eq!(Writer::new(dir).write(&v1).unwrap(), Outcome::Unchanged);
     }
 
     #[test]

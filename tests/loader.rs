@@ -863,21 +863,24 @@ fn secrets_are_decoded_and_merged_with_configmaps() {
 }
 
 #[test]
-fn modes_are_0755_and_0644_whatever_the_umask() {
+fn modes_are_0755_and_0644_or_the_file_mode_whatever_the_umask() {
     // The writer skips its chmod calls when the umask takes nothing from these modes, and
     // must not when it does.
     let emu = emu();
     emu.apply("default", "envoy", &[("lds.yaml", "listeners\n")]);
-    for umask in ["022", "077", "002", "000"] {
+    let runs = ["022", "077", "002", "000"]
+        .map(|u| (u, 0o644, None))
+        .into_iter()
+        .chain([("022", 0o440, Some("0440")), ("077", 0o640, Some("640"))]);
+    for (umask, want, file_mode) in runs {
         let tmp = TempDir::new("umask");
         let token = write_token(&tmp, TOKEN);
         let out = tmp.join("out");
-        let a = loader_args(
-            &emu.url(),
-            &token,
-            &out,
-            &["-configmap", "envoy", "-namespace", "default", "-onetime"],
-        );
+        let mut flags = vec!["-configmap", "envoy", "-namespace", "default", "-onetime"];
+        if let Some(m) = file_mode {
+            flags.extend(["-file-mode", m]);
+        }
+        let a = loader_args(&emu.url(), &token, &out, &flags);
         let status = std::process::Command::new("sh")
             .arg("-c")
             .arg("umask \"$1\" && shift && exec \"$@\"")
@@ -894,8 +897,8 @@ fn modes_are_0755_and_0644_whatever_the_umask() {
         assert_eq!(mode(&version), 0o755, "umask {umask}: version directory");
         assert_eq!(
             mode(&version.join("lds.yaml")),
-            0o644,
-            "umask {umask}: file"
+            want,
+            "umask {umask}, -file-mode {file_mode:?}: file"
         );
     }
 }
