@@ -7,6 +7,7 @@
 #   scripts/mutations.sh                 # every mutation, with `cargo test --all-targets`
 #   scripts/mutations.sh bookmarks-off   # only the named ones (see the table below)
 #   MUTATIONS_FULL=1 scripts/mutations.sh   # run scripts/test.sh itself on each
+#   scripts/mutations.sh --cargo-mutants     # cargo-mutants on a sample instead (below)
 #
 # `cargo test --all-targets` is the first step of scripts/test.sh (under `set -e`), so a
 # mutation it catches also fails scripts/test.sh; MUTATIONS_FULL=1 runs test.sh to show it.
@@ -34,6 +35,31 @@ writes-when-unchanged ;; src/snapshot.rs ;; if old.is_some() && pre_link.is_empt
 EOF
 
 say() { printf 'mutations: %s\n' "$*" >&2; }
+
+# cargo-mutants over the modules that decide what is asked and what is written, on a
+# sample (shard 0 of N): kube and sync with the fast integration targets, snapshot with the
+# unit tests. Prints the counts of each run.
+if [ "${1:-}" = "--cargo-mutants" ]; then
+  command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+  read -r kube_shards snap_shards <<<"${MUTANTS_SHARDS:-4 8}"
+  rm -rf "$scratch" && git clone -q "$repo" "$scratch/tree" && cd "$scratch/tree"
+  run() { # name shards files... -- test args...
+    local name=$1 shards=$2; shift 2
+    local files=(); while [ "$1" != "--" ]; do files+=(-f "$1"); shift; done; shift
+    local t0=$(date +%s)
+    cargo mutants "${files[@]}" --shard "0/$shards" --test-tool nextest --timeout 120 \
+      --output "$scratch/$name" -- "$@" >"$scratch/$name.log" 2>&1 || true
+    local out="$scratch/$name/mutants.out" counts=""
+    for k in caught missed unviable timeout; do
+      counts+="$k $(wc -l <"$out/$k.txt" 2>/dev/null || echo 0), "
+    done
+    printf '%s (shard 0/%s): %s%ss\n' "$name" "$shards" "$counts" "$(( $(date +%s) - t0 ))"
+  }
+  run kube+sync "$kube_shards" src/kube.rs src/sync/mod.rs src/sync/reflector.rs src/sync/state.rs \
+    -- --lib --test loader --test faults --test promises
+  run snapshot "$snap_shards" src/snapshot.rs -- --lib
+  exit 0
+fi
 
 rm -rf "$scratch"
 git clone -q "$repo" "$scratch/tree"

@@ -43,54 +43,6 @@ fn watch_args(emu: &Emulator, token: &Path, out: &Path, extra: &[&str]) -> Vec<S
     a
 }
 
-fn start(tmp: &TempDir, args: &[String]) -> Loader {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Loader::start(tmp, &args)
-}
-
-fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
-    assert!(
-        wait_until(T, || read_text(out) == text(want)),
-        "want {want:?}, have {:?}\n{}",
-        read_text(out),
-        l.log()
-    );
-    assert_consistent(out);
-}
-
-/// GET on the loader's -listen address; (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to -listen");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_string())
-}
-
-/// The address the loader serves on, from its log.
-fn listen_addr(l: &Loader) -> String {
-    assert!(l.wait_log("serving /readyz", T), "{}", l.log());
-    let log = l.log();
-    let line = log.lines().find(|l| l.contains("serving /readyz")).unwrap();
-    line.split("addr=").nth(1).unwrap().trim().to_string()
-}
-
-fn metric(addr: &str, name: &str) -> f64 {
-    let (_, body) = get(addr, "/metrics");
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 #[test]
 fn broken_streams_never_lose_an_update() {
     let emu = emu();

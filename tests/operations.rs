@@ -18,6 +18,15 @@ const T: Duration = Duration::from_secs(15);
 const LDS: &str = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: ingress\n";
 const CDS: &str = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: blue\n";
 
+/// /readyz on the loader's health server: the status code (0: no answer).
+fn status(addr: &str) -> u16 {
+    let req = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
+    exchange(addr, req)
+        .ok()
+        .and_then(|r| r.split(' ').nth(1).and_then(|c| c.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn emu() -> Emulator {
     Emulator::start(Options {
         bookmark_interval: Duration::from_millis(300),
@@ -49,43 +58,6 @@ fn args(emu: &Emulator, token: &Path, out: &Path, cms: &[&str], extra: &[&str]) 
     a
 }
 
-fn start(tmp: &TempDir, args: &[String]) -> Loader {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Loader::start(tmp, &args)
-}
-
-fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
-    assert!(
-        wait_until(T, || read_text(out) == text(want)),
-        "want {want:?}, have {:?}\n{}",
-        read_text(out),
-        l.log()
-    );
-    assert_consistent(out);
-}
-
-/// GET on the loader's health server: the status code (0: no answer).
-fn status(addr: &str, path: &str) -> u16 {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    resp.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn listen_addr(l: &Loader) -> String {
-    assert!(l.wait_log("serving /readyz", T), "{}", l.log());
-    let log = l.log();
-    let line = log.lines().find(|l| l.contains("serving /readyz")).unwrap();
-    line.split("addr=").nth(1).unwrap().trim().to_string()
-}
-
 /// Two ConfigMaps; one is deleted while the sidecar is down (OOM, eviction), and the API
 /// server is away when it comes back: /readyz is 200 at once from the snapshot on disk;
 /// then the deleted object keeps its keys and the other's updates are written.
@@ -106,7 +78,7 @@ fn a_restart_with_one_configmap_deleted_is_ready_at_once_and_follows_the_other()
     let l = start(&tmp, &a);
     let addr = listen_addr(&l);
     assert!(
-        wait_until(Duration::from_secs(2), || status(&addr, "/readyz") == 200),
+        wait_until(Duration::from_secs(2), || status(&addr) == 200),
         "/readyz 200 with the API server away, from the snapshot on disk: {}",
         l.log()
     );
@@ -115,13 +87,18 @@ fn a_restart_with_one_configmap_deleted_is_ready_at_once_and_follows_the_other()
     emu.apply("default", "b", &[("cds.yaml", &cds2)]);
     converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", &cds2)]);
     assert!(
-        l.log().contains(
-            "msg=\"configmap default/a: not found; keeping its last files\" object=\"configmap default/a\""
+        l.wait_log(
+            "msg=\"configmap default/a: not found; keeping its last files\" object=\"configmap default/a\"",
+            T
         ),
         "{}",
         l.log()
     );
-    assert_eq!(status(&addr, "/readyz"), 200);
+    assert_eq!(
+        read_text(&out),
+        text(&[("lds.yaml", LDS), ("cds.yaml", &cds2)])
+    );
+    assert_eq!(status(&addr), 200);
 }
 
 /// ConfigMap a gets an update that is refused (its listener file emptied); then b changes:

@@ -46,66 +46,6 @@ fn args(emu: &Emulator, token: &Path, out: &Path, extra: &[&str]) -> Vec<String>
     a
 }
 
-fn start(tmp: &TempDir, args: &[String]) -> Loader {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Loader::start(tmp, &args)
-}
-
-fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
-    assert!(
-        wait_until(T, || read_text(out) == text(want)),
-        "{}: want {want:?}, have {:?}\n{}",
-        out.display(),
-        read_text(out),
-        l.log()
-    );
-    assert_consistent(out);
-}
-
-// Copied from tests/faults.rs (get, listen_addr, metric) until the harnesses are merged.
-
-/// One request on its own connection to the loader's -listen address: the whole answer, or
-/// the error that ended the read (a refused connection is closed with no answer at all).
-fn exchange(addr: &str, request: &[u8]) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    // A connection the server drops at once may refuse the write; the read says what came.
-    let _ = s.write_all(request);
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    Ok(String::from_utf8_lossy(&resp).into_owned())
-}
-
-/// GET on the loader's -listen address; (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let resp = exchange(addr, req.as_bytes()).expect("an answer from -listen");
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, body.to_string())
-}
-
-/// The address the loader serves on, from its log.
-fn listen_addr(l: &Loader) -> String {
-    assert!(l.wait_log("serving /readyz", T), "{}", l.log());
-    let log = l.log();
-    let line = log.lines().find(|l| l.contains("serving /readyz")).unwrap();
-    line.split("addr=").nth(1).unwrap().trim().to_string()
-}
-
-fn metric(addr: &str, name: &str) -> f64 {
-    let (_, body) = get(addr, "/metrics");
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
