@@ -21,7 +21,6 @@ use crate::health::{ErrorKind, METRICS};
 use crate::kube::{self, Client, Event, ObjectRef};
 use crate::log;
 use crate::snapshot::{Files, Outcome, Writer};
-use std::borrow::Cow;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -630,28 +629,16 @@ impl Sink {
     /// every object followed is on record, the loader is ready at once, before any list).
     fn restore(&self, cfg: &Config) -> State {
         let mut state = State::new(cfg.objects.clone(), cfg.allow_empty_resources);
-        let Sink::Disk(w) = self else {
-            return state;
-        };
-        let found = w
-            .current_files()
-            .and_then(|files| Ok(files.map(Cow::into_owned).zip(w.current_record()?)));
-        match found {
-            Ok(Some((files, record))) => {
-                let complete = state.restore(&files, &record);
-                if complete {
+        if let Sink::Disk(w) = self {
+            if let (Ok(Some(files)), Ok(Some(record))) = (w.current(), w.current_record()) {
+                if state.restore(files, &record) {
                     METRICS.mark_snapshot_on_disk();
+                    log::info(
+                        "ready: every object's files are on disk",
+                        &[("dir", &w.dir().display())],
+                    );
                 }
-                log::info(
-                    "found the last snapshot on disk",
-                    &[("dir", &w.dir().display()), ("complete", &complete)],
-                );
             }
-            Ok(None) => {}
-            Err(e) => log::warn(
-                "cannot read the last snapshot; waiting for every object",
-                &[("err", &e)],
-            ),
         }
         state
     }

@@ -12,7 +12,6 @@
 use crate::kube::{ObjectRef, Refused};
 use crate::snapshot::{self, Files};
 use crate::xds;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Content refused: the object to blame, and why (with the key when one is to blame).
@@ -79,23 +78,36 @@ impl State {
     /// write). A record that does not match the files (a key it names is missing, or a key
     /// of the files has no object) restores nothing. Returns whether every object followed
     /// now has files: then the snapshot on disk is complete.
-    pub fn restore(&mut self, files: &Files, record: &[u8]) -> bool {
+    pub fn restore(&mut self, files: Files, record: &[u8]) -> bool {
         let Some(owners) = parse_record(record) else {
             return false;
         };
-        let named: usize = owners.values().map(Vec::len).sum();
-        if named != files.len() || owners.values().flatten().any(|k| !files.contains_key(*k)) {
+        let named: usize = owners.iter().map(|(_, keys)| keys.len()).sum();
+        if named != files.len() {
             return false;
         }
-        for (idx, obj) in self.objects.iter().enumerate() {
-            if let Some(keys) = owners.get(obj.to_string().as_str()) {
-                let mine: Files = keys
-                    .iter()
-                    .filter_map(|k| files.get_key_value(*k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                self.accepted[idx] = Some(Arc::new(mine));
+        let names: Vec<String> = self.objects.iter().map(ToString::to_string).collect();
+        let mut restored: Vec<Option<Files>> = vec![None; self.objects.len()];
+        for (obj, _) in &owners {
+            if let Some(i) = names.iter().position(|n| n == obj) {
+                restored[i] = Some(Files::new());
             }
+        }
+        for (key, bytes) in files {
+            let Some((obj, _)) = owners.iter().find(|(_, keys)| keys.contains(&key.as_str()))
+            else {
+                return false;
+            };
+            if let Some(mine) = names
+                .iter()
+                .position(|n| n == obj)
+                .and_then(|i| restored[i].as_mut())
+            {
+                mine.insert(key, bytes);
+            }
+        }
+        for (slot, files) in self.accepted.iter_mut().zip(restored) {
+            *slot = files.map(Arc::new);
         }
         self.accepted.iter().all(Option::is_some)
     }
@@ -195,20 +207,21 @@ impl State {
     }
 }
 
-/// A record's objects and their keys; `None` when it is not one.
-fn parse_record(record: &[u8]) -> Option<BTreeMap<&str, Vec<&str>>> {
+/// A record's objects and their keys; `None` when it is not one (every key valid, every
+/// object once).
+fn parse_record(record: &[u8]) -> Option<Vec<(&str, Vec<&str>)>> {
     let text = std::str::from_utf8(record).ok()?;
-    let mut owners = BTreeMap::new();
+    let mut owners: Vec<(&str, Vec<&str>)> = Vec::new();
     for line in text.lines() {
         let mut fields = line.split('\t');
         let obj = fields.next().filter(|o| !o.is_empty())?;
         let keys: Vec<&str> = fields.collect();
-        if keys.iter().any(|k| snapshot::validate_key(k).is_err()) {
+        if keys.iter().any(|k| snapshot::validate_key(k).is_err())
+            || owners.iter().any(|(o, _)| *o == obj)
+        {
             return None;
         }
-        if owners.insert(obj, keys).is_some() {
-            return None;
-        }
+        owners.push((obj, keys));
     }
     Some(owners)
 }
@@ -373,17 +386,17 @@ mod tests {
         let record = b"configmap ns/a\tk\nconfigmap ns/b\tj\nconfigmap ns/old\tgone\n";
         // both followed objects on disk: complete; an object no longer followed is left out
         let mut s = State::new(vec![obj("a"), obj("b")], false);
-        assert!(s.restore(&disk, record));
+        assert!(s.restore(disk.clone(), record));
         let (merged, record_now) = s.snapshot().unwrap();
         assert_eq!(*merged, files(&[("k", "1"), ("j", "2")]));
         assert_eq!(record_now, b"configmap ns/a\tk\nconfigmap ns/b\tj\n");
         // a new object: incomplete until it is seen
         let mut s = State::new(vec![obj("a"), obj("new")], false);
-        assert!(!s.restore(&disk, record));
+        assert!(!s.restore(disk.clone(), record));
         assert!(s.has_files(0) && !s.has_files(1));
         // an object with no keys is on record too
         let mut s = State::new(vec![obj("e")], false);
-        assert!(s.restore(&Files::new(), b"configmap ns/e\n"));
+        assert!(s.restore(Files::new(), b"configmap ns/e\n"));
         // records that do not match the files restore nothing
         for bad in [
             &b"configmap ns/a\tk\nconfigmap ns/b\tj\n"[..], // "gone" has no object
@@ -393,7 +406,11 @@ mod tests {
             b"configmap ns/a\t../k\n",
         ] {
             let mut s = State::new(vec![obj("a"), obj("b")], false);
-            assert!(!s.restore(&disk, bad), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                !s.restore(disk.clone(), bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
             assert!(!s.has_files(0) && !s.has_files(1));
         }
     }
@@ -402,7 +419,7 @@ mod tests {
     fn restored_files_are_guarded_like_accepted_ones() {
         let disk = files(&[("lds.yaml", LDS)]);
         let mut s = State::new(vec![obj("a")], false);
-        assert!(s.restore(&disk, b"configmap ns/a\tlds.yaml\n"));
+        assert!(s.restore(disk, b"configmap ns/a\tlds.yaml\n"));
         let r = refused(s.judge(0, "9", Ok(files(&[("other", "x")]))));
         assert_eq!(r.refused.key.as_deref(), Some("lds.yaml"));
     }
