@@ -31,7 +31,7 @@ repeated-410-not-backed-off ;; src/sync/reflector.rs ;; if self.gone == 1 { ;; i
 silence-bound-off ;; src/sync/mod.rs ;; let read_timeout = due.min(SILENCE); ;; let read_timeout = due;
 second-writer-allowed ;; src/sync/mod.rs ;; w.lock().map_err(|e| format!("write: {e}"))?; ;; let _ = w.lock();
 per-key-rename-skipped ;; src/snapshot.rs ;; for key in xds::rename_order(files, &post_rename) { ;; for key in xds::rename_order(files, &post_rename).into_iter().filter(|_| false) {
-writes-when-unchanged ;; src/snapshot.rs ;; if old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() { ;; if false && old.is_some() && pre_link.is_empty() && post_rename.is_empty() && removed.is_empty() {
+writes-when-unchanged ;; src/snapshot.rs ;;         if old.is_some()\n            && pre_link.is_empty() ;;         if false && old.is_some()\n            && pre_link.is_empty()
 EOF
 
 say() { printf 'mutations: %s\n' "$*" >&2; }
