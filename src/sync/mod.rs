@@ -164,21 +164,19 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
 
 /// A list answer for object `idx`: its version judged, or a warning when it is missing.
 fn take(state: &mut State, idx: usize, object: Option<kube::Object>) {
-    let obj = state.object(idx).clone();
-    match object {
-        Some(o) => {
-            if let Judged::Refused(r) = state.judge(idx, &o.resource_version, o.files) {
-                log_refusal(&r, &o.resource_version);
-            }
-        }
-        None if state.has_files(idx) => log::warn(
-            &format!("{obj}: not found; keeping its last files"),
-            &log::owned(&subject(&obj, "list", None, None)),
-        ),
-        None => log::warn(
-            &format!("{obj}: not found; waiting for it"),
-            &log::owned(&subject(&obj, "list", None, None)),
-        ),
+    let Some(o) = object else {
+        let obj = state.object(idx);
+        let what = if state.has_files(idx) {
+            "not found; keeping its last files"
+        } else {
+            "not found; waiting for it"
+        };
+        let fields = subject(obj, "list", None, None);
+        log::warn(&format!("{obj}: {what}"), &log::owned(&fields));
+        return;
+    };
+    if let Judged::Refused(r) = state.judge(idx, &o.resource_version, o.files) {
+        log_refusal(&r, &o.resource_version);
     }
 }
 
