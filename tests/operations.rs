@@ -194,8 +194,9 @@ fn an_object_no_longer_named_loses_its_keys_at_the_first_write() {
     l.kill9();
     let l = start(&tmp, &args(&emu, &token, &out, &["b"], &[]));
     converges(&l, &out, &[("b.txt", "B")]);
+    // (the log line follows the write's last step)
     assert!(
-        l.log().contains(" removed=a.txt "),
+        l.wait_log(" removed=a.txt ", T),
         "the first write removed a's key: {}",
         l.log()
     );
