@@ -21,6 +21,8 @@ const MAX_REQUEST_BYTES: usize = 8 << 10;
 const MAX_CONNECTIONS: usize = 16;
 /// How long a client has to send its whole request head.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the accept thread waits for a new connection's first bytes.
+const FIRST_READ: Duration = Duration::from_millis(2);
 
 /// Why a snapshot was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -254,7 +256,7 @@ impl Slots {
     /// Takes a slot for `sock`. When all are taken, the oldest connection still sending its
     /// request gives way (it is shut down): slow clients can delay a probe by one accept,
     /// never refuse it.
-    fn take(&self, id: u64, sock: &TcpStream) -> bool {
+    fn take(&self, id: u64, sock: &TcpStream, answering: bool) -> bool {
         let Ok(handle) = sock.try_clone() else {
             return false;
         };
@@ -271,7 +273,7 @@ impl Slots {
         slots.push(Slot {
             id,
             since: Instant::now(),
-            answering: false,
+            answering,
             sock: handle,
         });
         true
@@ -291,17 +293,30 @@ impl Slots {
 fn accept_loop(listener: TcpListener) {
     let slots = std::sync::Arc::new(Slots(Mutex::new(Vec::with_capacity(MAX_CONNECTIONS))));
     for (id, conn) in (0u64..).zip(listener.incoming()) {
-        let Ok(conn) = conn else { continue };
-        if !slots.take(id, &conn) {
+        let Ok(mut conn) = conn else { continue };
+        let deadline = Instant::now() + CLIENT_TIMEOUT;
+        // A probe sends its whole request at once: read what came with the connection, so
+        // that a request already complete takes its slot as answering, which no newcomer
+        // can take from it (under a flood of slow clients it would otherwise be the oldest
+        // before its own thread had read it).
+        let mut first = vec![0u8; 1024];
+        let n = match conn
+            .set_read_timeout(Some(FIRST_READ))
+            .and_then(|()| conn.read(&mut first))
+        {
+            Ok(0) => continue, // closed already
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        first.truncate(n);
+        if !slots.take(id, &conn, head_end(&first).is_some()) {
             continue; // every slot is answering: closed at once
         }
         let mine = slots.clone();
         let spawned = std::thread::Builder::new()
             .name("health-conn".into())
             .spawn(move || {
-                handle(conn, Instant::now() + CLIENT_TIMEOUT, &|| {
-                    mine.answering(id)
-                });
+                handle(conn, first, deadline, &|| mine.answering(id));
                 mine.give_back(id);
             });
         if spawned.is_err() {
@@ -310,13 +325,18 @@ fn accept_loop(listener: TcpListener) {
     }
 }
 
-/// Reads one request head until `deadline` (the whole request, not each read), then
-/// answers it; `answering` is called once the head is complete.
-fn handle(mut conn: TcpStream, deadline: Instant, answering: &dyn Fn()) {
-    let mut buf = Vec::with_capacity(1024);
+/// Where a request head ends (at its blank line), if it does.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    find(buf, b"\r\n\r\n").or_else(|| find(buf, b"\n\n"))
+}
+
+/// Reads one request head, after the bytes `buf` already read, until `deadline` (the whole
+/// request, not each read), then answers it; `answering` is called once the head is
+/// complete.
+fn handle(mut conn: TcpStream, mut buf: Vec<u8>, deadline: Instant, answering: &dyn Fn()) {
     let mut chunk = [0u8; 1024];
     let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n").or_else(|| find(&buf, b"\n\n")) {
+        if let Some(i) = head_end(&buf) {
             break Some(i);
         }
         if buf.len() >= MAX_REQUEST_BYTES {
