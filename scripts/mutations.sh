@@ -55,8 +55,10 @@ if [ "${1:-}" = "--cargo-mutants" ]; then
     done
     printf '%s (shard 0/%s): %s%ss\n' "$name" "$shards" "$counts" "$(( $(date +%s) - t0 ))"
   }
+  # (without the one test that takes 91 s by design: the silent connection with default flags)
   run kube+sync "$kube_shards" src/kube.rs src/sync/mod.rs src/sync/reflector.rs src/sync/state.rs \
-    -- --lib --test loader --test faults --test promises
+    -- --lib --test loader --test faults --test promises \
+    -E 'not test(=a_silent_connection_with_default_flags_is_replaced_within_150_s)' 
   run snapshot "$snap_shards" src/snapshot.rs -- --lib
   exit 0
 fi
