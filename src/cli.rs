@@ -7,7 +7,7 @@
 //! service-account `namespace` and `ca.crt` files exist. It never exits the process; the
 //! caller turns a [`UsageError`] into exit code 2.
 
-use crate::kube::{Kind, ObjectRef};
+use crate::config::{ApiServer, Config, Kind, Mode, ObjectRef, Trust};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,80 +15,6 @@ use std::time::Duration;
 
 /// Where the service-account files live inside a pod.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// What the loader does after reading the objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Load once, write, exit (init container).
-    OneTime,
-    /// List, then watch: near real time (sidecar).
-    Watch,
-    /// List every `sync_interval`, like the original tool without `-watch`.
-    Poll,
-}
-
-/// How the server's certificate is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrustChoice {
-    CaFile(PathBuf),
-    WebPkiRoots,
-    Insecure,
-}
-
-/// The API server endpoint, already split for the HTTP layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiServer {
-    pub https: bool,
-    /// Host without brackets: `10.0.0.1`, `::1`, `kubernetes`.
-    pub host: String,
-    pub port: u16,
-    /// Path prefix without trailing slash, usually empty (`https://proxy/k8s/clusters/x`).
-    pub base_path: String,
-}
-
-impl ApiServer {
-    /// The `Host` header value: IPv6 literals in brackets, the port always present.
-    pub fn host_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl fmt::Display for ApiServer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.https { "https" } else { "http" };
-        write!(f, "{scheme}://{}{}", self.host_header(), self.base_path)
-    }
-}
-
-/// The validated configuration of one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub apiserver: ApiServer,
-    pub objects: Vec<ObjectRef>,
-    pub namespace: String,
-    pub token_file: PathBuf,
-    pub trust: TrustChoice,
-    pub output_dir: PathBuf,
-    pub mode: Mode,
-    /// Poll period (Poll), or the safety-net relist period (Watch); zero turns the latter off.
-    pub sync_interval: Duration,
-    /// Server-side watch timeout (jittered per watch); the client read timeout is a bit longer.
-    pub watch_timeout: Duration,
-    /// Permission bits of the files written (like the kubelet's `defaultMode`).
-    pub file_mode: u32,
-    /// How long `-onetime` retries transient API failures (refused, reset, timeouts, 429,
-    /// 5xx) before it gives up.
-    pub onetime_timeout: Duration,
-    pub dry_run: bool,
-    pub allow_empty_resources: bool,
-    pub fsync: bool,
-    /// Address of the health and metrics server, when wanted.
-    pub listen: Option<String>,
-}
 
 /// The result of parsing: run, or print help / version and exit 0.
 #[derive(Debug)]
@@ -366,13 +292,13 @@ fn build(
         objects.push(obj);
     }
     let trust = if raw.insecure {
-        TrustChoice::Insecure
+        Trust::Insecure
     } else if let Some(ca) = raw.ca_file {
-        TrustChoice::CaFile(PathBuf::from(ca))
+        Trust::CaFile(PathBuf::from(ca))
     } else if sa_dir.join("ca.crt").exists() {
-        TrustChoice::CaFile(sa_dir.join("ca.crt"))
+        Trust::CaFile(sa_dir.join("ca.crt"))
     } else {
-        TrustChoice::WebPkiRoots
+        Trust::WebPkiRoots
     };
     let mode = if raw.onetime {
         Mode::OneTime
@@ -758,7 +684,7 @@ mod tests {
         assert_eq!(c.objects[0].namespace, "from-ns");
         assert_eq!(c.output_dir, PathBuf::from("/srv/runtime/current"));
         assert_eq!(c.token_file, PathBuf::from("/nonexistent-sa-dir/token"));
-        assert_eq!(c.trust, TrustChoice::WebPkiRoots);
+        assert_eq!(c.trust, Trust::WebPkiRoots);
         assert_eq!(c.watch_timeout, Duration::from_secs(300));
         assert_eq!(c.listen, None);
     }
@@ -1022,13 +948,13 @@ mod tests {
     #[test]
     fn trust_choices() {
         let c = run(&["-configmap", "x", "-namespace", "n", "-insecure"], &[]).unwrap();
-        assert_eq!(c.trust, TrustChoice::Insecure);
+        assert_eq!(c.trust, Trust::Insecure);
         let c = run(
             &["-configmap", "x", "-namespace", "n", "-ca-file", "/ca.pem"],
             &[],
         )
         .unwrap();
-        assert_eq!(c.trust, TrustChoice::CaFile("/ca.pem".into()));
+        assert_eq!(c.trust, Trust::CaFile("/ca.pem".into()));
         let e = run(
             &[
                 "-configmap",

@@ -13,6 +13,7 @@ pub mod alloc;
 pub mod backoff;
 pub mod base64;
 pub mod cli;
+pub mod config;
 pub mod health;
 pub mod http;
 pub mod json;

@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 success (or stopped by a signal), 1 runtime failure, 2 usage error.
 
-use envoy_xds_configmap_loader::cli::{self, Mode, Parsed, TrustChoice};
+use envoy_xds_configmap_loader::cli::{self, Parsed};
+use envoy_xds_configmap_loader::config::{Config, Mode, Trust};
 use envoy_xds_configmap_loader::health::METRICS;
 use envoy_xds_configmap_loader::{health, log, signal, sync};
 use std::path::Path;
@@ -67,7 +68,7 @@ fn main() {
     let worker = std::thread::Builder::new()
         .name("sync".into())
         .spawn(move || {
-            let code = sync::run(&cfg);
+            let code = sync::run(&cfg, envoy_xds_configmap_loader::alloc::trim);
             let _ = tx.send(Exit::Done(code));
         });
     if let Err(e) = worker {
@@ -86,7 +87,7 @@ fn main() {
     }
 }
 
-fn announce(cfg: &cli::Config) {
+fn announce(cfg: &Config) {
     let mode = match cfg.mode {
         Mode::OneTime => "onetime",
         Mode::Watch => "watch",
@@ -99,9 +100,9 @@ fn announce(cfg: &cli::Config) {
         .collect::<Vec<_>>()
         .join(",");
     let trust = match &cfg.trust {
-        TrustChoice::CaFile(p) => format!("ca-file:{}", p.display()),
-        TrustChoice::WebPkiRoots => "webpki-roots".into(),
-        TrustChoice::Insecure => "insecure".into(),
+        Trust::CaFile(p) => format!("ca-file:{}", p.display()),
+        Trust::WebPkiRoots => "webpki-roots".into(),
+        Trust::Insecure => "insecure".into(),
     };
     let trust = if cfg.apiserver.https {
         trust
@@ -121,7 +122,7 @@ fn announce(cfg: &cli::Config) {
             ("dry_run", &cfg.dry_run),
         ],
     );
-    if cfg.trust == TrustChoice::Insecure && cfg.apiserver.https {
+    if cfg.trust == Trust::Insecure && cfg.apiserver.https {
         log::warn(
             "TLS VERIFICATION IS OFF (-insecure): any server can pose as the API server and receive the token",
             &[],

@@ -16,7 +16,7 @@
 //! keeps its last files.
 
 use crate::backoff::{Backoff, Rng};
-use crate::cli::{Config, Mode};
+use crate::config::{Config, Mode};
 use crate::health::{ErrorKind, METRICS};
 use crate::kube::{self, Client, Event, ObjectRef};
 use crate::log;
@@ -41,12 +41,12 @@ pub fn write_lock() -> &'static Mutex<()> {
 }
 
 /// Runs the configured mode; returns the process exit code (only `-onetime` returns).
-pub fn run(cfg: &Config) -> i32 {
-    let client = Arc::new(Client::new(
-        cfg.apiserver.clone(),
-        cfg.token_file.clone(),
-        &cfg.trust,
-    ));
+/// `on_quiet` is called once after each quiet spell of `-watch` (no delivery for
+/// [`QUIET`]): the binary hands back what its allocator keeps.
+pub fn run(cfg: &Config, on_quiet: fn()) -> i32 {
+    let client = Client::new(cfg.apiserver.clone(), cfg.token_file.clone(), &cfg.trust)
+        .on_answer(|code| METRICS.request(code));
+    let client = Arc::new(client);
     let mut sink = match Sink::open(cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -57,7 +57,7 @@ pub fn run(cfg: &Config) -> i32 {
     match cfg.mode {
         Mode::OneTime => one_time(cfg, &client, &mut sink),
         Mode::Poll => poll(cfg, &client, &mut sink),
-        Mode::Watch => watch(cfg, client, sink),
+        Mode::Watch => watch(cfg, client, sink, on_quiet),
     }
 }
 
@@ -77,18 +77,19 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
             }
             Ok(kube::Listed { object: None, .. }) => {
                 let fields = subject(obj, "list", None, None);
-                log::error(&format!("{obj}: not found"), &log::owned(&fields));
+                log::error("not found", &log::owned(&fields));
                 return 1;
             }
             Err((e, gave_up)) => {
-                let fields = subject(obj, "list", Some(&e), None);
-                let why = match gave_up {
+                let mut fields = subject(obj, "list", Some(&e), None);
+                let msg = match gave_up {
                     Some(after) => {
-                        format!(" (still failing after {}, -onetime-timeout)", tenths(after))
+                        fields.push(("retried_for", tenths(after)));
+                        "list failed; still failing at -onetime-timeout"
                     }
-                    None => String::new(),
+                    None => "list failed",
                 };
-                log::error(&format!("{obj}: list: {e}{why}"), &log::owned(&fields));
+                log::error(msg, &log::owned(&fields));
                 return 1;
             }
         }
@@ -134,7 +135,7 @@ fn list_until(
         }
         let mut fields = subject(obj, "list", Some(&e), None);
         fields.push(("retry_in", tenths(delay)));
-        log::warn(&format!("{obj}: list: {e}; retrying"), &log::owned(&fields));
+        log::warn("list failed; retrying", &log::owned(&fields));
         std::thread::sleep(delay);
     }
 }
@@ -150,7 +151,7 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                     take(&mut state, idx, l.object)
                 }
                 Err(e) => log::warn(
-                    &format!("{obj}: list: {e}"),
+                    "list failed",
                     &log::owned(&subject(obj, "list", Some(&e), None)),
                 ),
             }
@@ -172,7 +173,7 @@ fn take(state: &mut State, idx: usize, object: Option<kube::Object>) {
             "not found; waiting for it"
         };
         let fields = subject(obj, "list", None, None);
-        log::warn(&format!("{obj}: {what}"), &log::owned(&fields));
+        log::warn(what, &log::owned(&fields));
         return;
     };
     if let Judged::Refused(r) = state.judge(idx, &o.resource_version, o.files) {
@@ -185,10 +186,8 @@ fn log_refusal(r: &Refusal, resource_version: &str) {
     METRICS.error(ErrorKind::Refused);
     let mut fields = subject(&r.object, "judge", None, r.refused.key.as_deref());
     fields.push(("resource_version", resource_version.to_string()));
-    log::error(
-        &format!("{r}; keeping the last files"),
-        &log::owned(&fields),
-    );
+    fields.push(("err", r.refused.why.clone()));
+    log::error("refused; keeping the last files", &log::owned(&fields));
 }
 
 /// What the reflectors tell the engine.
@@ -200,8 +199,8 @@ enum Msg {
     Deleted(usize),
 }
 
-fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
-    let engine = Arc::new(Engine::new(cfg.clone(), sink));
+fn watch(cfg: &Config, client: Arc<Client>, sink: Sink, on_quiet: fn()) -> i32 {
+    let engine = Arc::new(Engine::new(cfg.clone(), sink, on_quiet));
     for (idx, obj) in cfg.objects.iter().enumerate() {
         let (engine, client, obj) = (engine.clone(), client.clone(), obj.clone());
         let (sync_interval, watch_timeout) = (cfg.sync_interval, cfg.watch_timeout);
@@ -216,8 +215,8 @@ fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
     engine.tend()
 }
 
-/// How long the engine waits without news before it trims the allocator's cache.
-const TRIM_AFTER: Duration = Duration::from_secs(2);
+/// How long the engine waits without news before it calls `on_quiet` (see [`run`]).
+pub const QUIET: Duration = Duration::from_secs(2);
 
 /// The writing side of `-watch`: every object's last good files and the sink, behind one
 /// lock, used by the reflector threads and by the thread that retries failed writes.
@@ -228,6 +227,8 @@ struct Engine {
     news: Condvar,
     /// Deliveries waiting for the lock.
     waiting: AtomicUsize,
+    /// Called once after each quiet spell.
+    on_quiet: fn(),
 }
 
 struct Writing {
@@ -235,12 +236,12 @@ struct Writing {
     sink: Sink,
     retry: Backoff,
     retry_at: Option<Instant>,
-    /// Counts deliveries, so that a quiet spell is trimmed once.
+    /// Counts deliveries, so that `on_quiet` is called once per quiet spell.
     delivered: u64,
 }
 
 impl Engine {
-    fn new(cfg: Config, sink: Sink) -> Engine {
+    fn new(cfg: Config, sink: Sink, on_quiet: fn()) -> Engine {
         Engine {
             writing: Mutex::new(Writing {
                 state: sink.restore(&cfg),
@@ -252,6 +253,7 @@ impl Engine {
             cfg,
             news: Condvar::new(),
             waiting: AtomicUsize::new(0),
+            on_quiet,
         }
     }
 
@@ -270,7 +272,7 @@ impl Engine {
             Msg::Listed(idx, object) => take(&mut w.state, idx, object),
             Msg::Upsert(idx, o) => take(&mut w.state, idx, Some(o)),
             Msg::Deleted(idx) => log::warn(
-                &format!("{}: deleted; keeping its last files", objects[idx]),
+                "deleted; keeping its last files",
                 &log::owned(&subject(&objects[idx], "watch", None, None)),
             ),
         }
@@ -305,10 +307,10 @@ impl Engine {
         }
     }
 
-    /// Retries failed writes when their backoff is due, and hands the allocator's kept
-    /// blocks back after a quiet spell. Never returns.
+    /// Retries failed writes when their backoff is due, and calls `on_quiet` after a
+    /// quiet spell. Never returns.
     fn tend(&self) -> ! {
-        let mut trimmed_at = None;
+        let mut quiet_at = None;
         let mut w = self.lock();
         loop {
             let now = Instant::now();
@@ -318,13 +320,13 @@ impl Engine {
                     continue;
                 }
                 Some(t) => self.wait(w, Some(t - now)),
-                None if trimmed_at == Some(w.delivered) => self.wait(w, None),
+                None if quiet_at == Some(w.delivered) => self.wait(w, None),
                 None => {
                     let delivered = w.delivered;
-                    let w = self.wait(w, Some(TRIM_AFTER));
+                    let w = self.wait(w, Some(QUIET));
                     if w.delivered == delivered && w.retry_at.is_none() {
-                        crate::alloc::trim();
-                        trimmed_at = Some(delivered);
+                        (self.on_quiet)();
+                        quiet_at = Some(delivered);
                     }
                     w
                 }
@@ -408,61 +410,18 @@ fn reflect(
                 if watches > 1 {
                     METRICS.watch_restart();
                 }
-                let started = Instant::now();
-                match client.watch(&obj, &from, timeout_secs, read_timeout) {
+                let opened = client.watch(&obj, &from, timeout_secs, read_timeout);
+                match opened {
                     Err(e) if e.is_gone() => gone(&obj, &mut r, Some(&e), None),
                     Err(e) => failed(&obj, "watch", &e, &mut r),
                     Ok(mut w) => {
-                        let mut events = 0u64;
-                        loop {
-                            let rv = match w.next() {
-                                Ok(Some(Event::Upsert(o))) => {
-                                    let rv = o.resource_version.clone();
-                                    object_version = Some(rv.clone());
-                                    engine.deliver(Msg::Upsert(idx, o));
-                                    rv
-                                }
-                                Ok(Some(Event::Deleted { resource_version })) => {
-                                    object_version = None;
-                                    engine.deliver(Msg::Deleted(idx));
-                                    resource_version
-                                }
-                                Ok(Some(
-                                    Event::Bookmark { resource_version }
-                                    | Event::Ignored { resource_version },
-                                )) => resource_version,
-                                Ok(Some(Event::Expired(status))) => {
-                                    break gone(&obj, &mut r, None, Some(&status));
-                                }
-                                Ok(Some(Event::Error(status))) => {
-                                    let e =
-                                        kube::Error::Transport(format!("error event: {status}"));
-                                    break failed(&obj, "watch", &e, &mut r);
-                                }
-                                Ok(None) => {
-                                    let lasted = started.elapsed();
-                                    break ended(&obj, idx, &mut r, events, lasted);
-                                }
-                                Err(kube::Error::Timeout) if read_timeout < due => {
-                                    METRICS.progress(idx);
-                                    log::info(
-                                        &format!(
-                                            "{obj}: watch: nothing for {}s; replacing it",
-                                            read_timeout.as_secs()
-                                        ),
-                                        &log::owned(&subject(&obj, "watch", None, None)),
-                                    );
-                                    break r.on(Heard::Silent);
-                                }
-                                Err(e) => break failed(&obj, "watch", &e, &mut r),
-                            };
-                            METRICS.progress(idx);
-                            events += 1;
-                            match r.on(Heard::Event(&rv)) {
-                                Step::Read => {}
-                                other => break other,
-                            }
-                        }
+                        let mut seen = Seen {
+                            idx,
+                            obj: &obj,
+                            engine,
+                            object_version: &mut object_version,
+                        };
+                        follow(&mut w, &mut seen, &mut r, read_timeout < due)
                     }
                 }
             }
@@ -475,13 +434,73 @@ fn reflect(
     }
 }
 
+/// What a watch stream tells: whose it is, where it goes, and the object's own version.
+struct Seen<'a> {
+    idx: usize,
+    obj: &'a ObjectRef,
+    engine: &'a Engine,
+    object_version: &'a mut Option<String>,
+}
+
+/// Reads one watch stream to its end: delivers upserts and deletions, moves the version on
+/// every event, and returns the reflector's next step. `silence_first` says the read
+/// timeout is [`SILENCE`], shorter than the watch's own end: a timeout then replaces the
+/// watch; otherwise a timeout is a failure.
+fn follow(
+    w: &mut kube::Watch,
+    seen: &mut Seen<'_>,
+    r: &mut Reflector,
+    silence_first: bool,
+) -> Step {
+    let (idx, obj) = (seen.idx, seen.obj);
+    let started = Instant::now();
+    let mut events = 0u64;
+    loop {
+        let rv = match w.next() {
+            Ok(Some(Event::Upsert(o))) => {
+                let rv = o.resource_version.clone();
+                *seen.object_version = Some(rv.clone());
+                seen.engine.deliver(Msg::Upsert(idx, o));
+                rv
+            }
+            Ok(Some(Event::Deleted { resource_version })) => {
+                *seen.object_version = None;
+                seen.engine.deliver(Msg::Deleted(idx));
+                resource_version
+            }
+            Ok(Some(
+                Event::Bookmark { resource_version } | Event::Ignored { resource_version },
+            )) => resource_version,
+            Ok(Some(Event::Expired(status))) => return gone(obj, r, None, Some(&status)),
+            Ok(Some(Event::Error(status))) => {
+                return failed(obj, "watch", &kube::Error::Event(status), r);
+            }
+            Ok(None) => return ended(obj, idx, r, events, started.elapsed()),
+            Err(kube::Error::Timeout) if silence_first => {
+                METRICS.progress(idx);
+                let mut fields = subject(obj, "watch", None, None);
+                fields.push(("silent_for", format!("{}s", SILENCE.as_secs())));
+                log::info("nothing heard; replacing the watch", &log::owned(&fields));
+                return r.on(Heard::Silent);
+            }
+            Err(e) => return failed(obj, "watch", &e, r),
+        };
+        METRICS.progress(idx);
+        events += 1;
+        match r.on(Heard::Event(&rv)) {
+            Step::Read => {}
+            other => return other,
+        }
+    }
+}
+
 /// Safety net: a cheap read from the watch cache; a difference means something was
 /// missed, and a consistent relist settles it.
 fn safety_net_differs(obj: &ObjectRef, client: &Client, delivered: Option<&str>) -> bool {
     match client.list(obj, true) {
         Ok(l) if l.object.as_ref().map(|o| o.resource_version.as_str()) != delivered => {
             log::warn(
-                &format!("{obj}: safety-net check found a difference; relisting"),
+                "safety-net check found a difference; relisting",
                 &log::owned(&subject(obj, "check", None, None)),
             );
             true
@@ -489,7 +508,7 @@ fn safety_net_differs(obj: &ObjectRef, client: &Client, delivered: Option<&str>)
         Ok(_) => false,
         Err(e) => {
             log::warn(
-                &format!("{obj}: safety-net check: {e}"),
+                "safety-net check failed",
                 &log::owned(&subject(obj, "check", Some(&e), None)),
             );
             false
@@ -510,7 +529,7 @@ fn failed(obj: &ObjectRef, op: &str, e: &kube::Error, r: &mut Reflector) -> Step
     if let Step::Wait(d) = &step {
         fields.push(("retry_in", tenths(*d)));
     }
-    log::warn(&format!("{obj}: {op}: {e}{hint}"), &log::owned(&fields));
+    log::warn(&format!("{op} failed{hint}"), &log::owned(&fields));
     step
 }
 
@@ -531,10 +550,7 @@ fn gone(
     if let Step::Wait(d) = &step {
         fields.push(("retry_in", tenths(*d)));
     }
-    log::info(
-        &format!("{obj}: watch: too old resource version; relisting"),
-        &log::owned(&fields),
-    );
+    log::info("too old resource version; relisting", &log::owned(&fields));
     step
 }
 
@@ -544,7 +560,7 @@ fn ended(obj: &ObjectRef, idx: usize, r: &mut Reflector, events: u64, lasted: Du
     let step = r.on(Heard::Ended { events, lasted });
     match &step {
         Step::Wait(d) => log::warn(
-            &format!("{obj}: watch: ended at once with no event"),
+            "watch ended at once with no event",
             &log::owned(&{
                 let mut fields = subject(obj, "watch", None, None);
                 fields.push(("retry_in", tenths(*d)));
@@ -578,7 +594,7 @@ pub fn stall_bound(cfg: &Config) -> Duration {
 }
 
 /// The fields that name what a log line is about: `object=… op=…`, the API server's
-/// `code=` when it answered, and the `key=` to blame.
+/// `code=` when it answered, the `key=` to blame, and the error as `err=`.
 fn subject(
     obj: &ObjectRef,
     op: &str,
@@ -591,6 +607,9 @@ fn subject(
     }
     if let Some(key) = key {
         fields.push(("key", key.to_string()));
+    }
+    if let Some(e) = e {
+        fields.push(("err", e.to_string()));
     }
     fields
 }

@@ -9,7 +9,8 @@
 //! with a record of which object each key came from, so that a restarted loader starts
 //! from what is on disk ([`State::restore`]).
 
-use crate::kube::{ObjectRef, Refused};
+use crate::config::ObjectRef;
+use crate::kube::Refused;
 use crate::snapshot::{self, Files};
 use crate::xds;
 use std::sync::Arc;
@@ -229,7 +230,7 @@ fn parse_record(record: &[u8]) -> Option<Vec<(&str, Vec<&str>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::Kind;
+    use crate::config::Kind;
 
     fn obj(name: &str) -> ObjectRef {
         ObjectRef {
