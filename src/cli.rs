@@ -2,10 +2,11 @@
 //! loader: `-flag`, `--flag`, `-flag=value`, `-flag value`; booleans also `-flag=true|false`;
 //! durations in Go syntax (`1m0s`, `500ms`, `1h30m`).
 //!
-//! Parsing is a pure function of the arguments, an environment lookup and the
-//! service-account directory: it reads no file itself except to learn whether the
-//! service-account `namespace` and `ca.crt` files exist. It never exits the process; the
-//! caller turns a [`UsageError`] into exit code 2.
+//! Parsing is a function of the arguments, an environment lookup and the service-account
+//! directory: the only file it reads is that directory's `namespace` (the last default of
+//! `-namespace`), and it asks whether `ca.crt` exists (the default of `-ca-file`). It
+//! builds the plain data of [`crate::config`] and never exits the process; the caller turns
+//! a [`UsageError`] into exit code 2.
 
 use crate::config::{ApiServer, Config, Kind, Mode, ObjectRef, Trust};
 use std::ffi::OsString;
