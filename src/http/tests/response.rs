@@ -245,13 +245,27 @@ fn chunked(chunks: &[&[u8]], end: bool) -> Vec<u8> {
     raw
 }
 
+/// A row of a `read_line` table: raw response, line limit, lines, then the error kind or
+/// None for a clean end.
+type LineCase<'a> = (Vec<u8>, usize, Vec<&'a [u8]>, Option<&'a str>);
+
+/// Reads every case in pieces of every size, lines handed over and lent.
+fn check_lines(cases: Vec<LineCase>) {
+    for (raw, limit, want_lines, want_err) in cases {
+        for piece in PIECES {
+            let (lines, err) = lines_of(&raw, piece, limit);
+            let ctx = format!("{:?} piece {piece}", String::from_utf8_lossy(&raw));
+            assert_eq!(lines, want_lines, "{ctx}");
+            assert_eq!(err.as_deref(), want_err, "{ctx}");
+        }
+    }
+}
+
 #[test]
 fn read_line_table() {
     let a: &[u8] = b"{\"type\":\"ADDED\"}";
     let b: &[u8] = b"{\"type\":\"BOOKMARK\"}";
-    // (raw response, line limit, lines, then the error kind or None for a clean end)
-    type Case<'a> = (Vec<u8>, usize, Vec<&'a [u8]>, Option<&'a str>);
-    let cases: Vec<Case> = vec![
+    check_lines(vec![
         // One event per chunk, as real servers send.
         (
             chunked(
@@ -293,7 +307,13 @@ fn read_line_table() {
         (chunked(&[], true), 100, vec![], None),
         // A bare CR inside a line stays.
         (chunked(&[b"a\rb\n"], true), 100, vec![b"a\rb"], None),
-        // Limits: exactly at the limit, with and without CR; one more.
+    ]);
+}
+
+#[test]
+fn read_line_limit_table() {
+    check_lines(vec![
+        // Exactly at the limit, with and without CR; one more.
         (
             chunked(&[b"12345\n", b"123\n"], true),
             5,
@@ -326,6 +346,12 @@ fn read_line_table() {
             vec![],
             Some("large:line:5"),
         ),
+    ]);
+}
+
+#[test]
+fn read_line_end_table() {
+    check_lines(vec![
         // Truncated streams.
         (
             chunked(&[b"x\n", b"partial"], false),
@@ -364,15 +390,7 @@ fn read_line_table() {
             vec![],
             None,
         ),
-    ];
-    for (raw, limit, want_lines, want_err) in cases {
-        for piece in PIECES {
-            let (lines, err) = lines_of(&raw, piece, limit);
-            let ctx = format!("{:?} piece {piece}", String::from_utf8_lossy(&raw));
-            assert_eq!(lines, want_lines, "{ctx}");
-            assert_eq!(err.as_deref(), want_err, "{ctx}");
-        }
-    }
+    ]);
 }
 
 #[test]
