@@ -21,6 +21,19 @@ fn obj<'a>(members: Vec<(&'a str, Value<'a>)>) -> Value<'a> {
     )
 }
 
+/// Asserts that `parse` rejects each input (text or bytes) at `offset` for `reason`.
+fn check_errors<T: AsRef<[u8]> + Copy>(cases: &[(T, usize, &'static str)]) {
+    for &(input, offset, reason) in cases {
+        let input = input.as_ref();
+        assert_eq!(
+            parse(input),
+            Err(Error { offset, reason }),
+            "input {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
 fn nested(depth: usize) -> String {
     "[".repeat(depth) + &"]".repeat(depth)
 }
@@ -240,14 +253,7 @@ fn invalid_documents() {
         (b"{\"\xff\":1}", 2, INVALID_UTF8),
         (b"{\"k\\u00\":1}", 7, INVALID_HEX),
     ];
-    for &(input, offset, reason) in cases {
-        assert_eq!(
-            parse(input),
-            Err(Error { offset, reason }),
-            "input {:?}",
-            String::from_utf8_lossy(input)
-        );
-    }
+    check_errors(cases);
 }
 
 #[test]
@@ -303,13 +309,7 @@ fn numbers_grammar() {
         ("- 1", 1, EXPECTED_DIGIT),
         ("-a", 1, EXPECTED_DIGIT),
     ];
-    for &(text, offset, reason) in invalid {
-        assert_eq!(
-            parse(text.as_bytes()),
-            Err(Error { offset, reason }),
-            "{text}"
-        );
-    }
+    check_errors(invalid);
 }
 
 #[test]
@@ -429,13 +429,7 @@ fn surrogates() {
         (r#""\u-123""#, 3, INVALID_HEX),
         (r#""\u 123""#, 3, INVALID_HEX),
     ];
-    for &(input, offset, reason) in invalid {
-        assert_eq!(
-            parse(input.as_bytes()),
-            Err(Error { offset, reason }),
-            "{input}"
-        );
-    }
+    check_errors(invalid);
 }
 
 #[test]
