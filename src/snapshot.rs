@@ -26,8 +26,9 @@
 //! than [`MAX_FILES`] files or [`MAX_BYTES`] bytes of a snapshot.
 #![forbid(unsafe_code)]
 
+use crate::backoff::Rng;
 pub use crate::bytes::same_bytes;
-use crate::xds;
+use crate::{log, xds};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -35,7 +36,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -182,6 +182,8 @@ pub struct Writer {
     lock: Option<File>,
     /// The permission bits of the files written (default 0644).
     file_mode: u32,
+    /// The random part of version directory names.
+    rng: Rng,
     faults: Faults,
 }
 
@@ -219,6 +221,7 @@ impl Writer {
             needs_sweep: false,
             lock: None,
             file_mode: FILE_MODE,
+            rng: Rng::from_entropy(),
             faults: Faults::default(),
         }
     }
@@ -507,7 +510,7 @@ impl Writer {
         }
 
         // 4. The new version directory, every file in it.
-        let (version, vdir) = match make_version_dir(&mut self.faults, &dir) {
+        let (version, vdir) = match make_version_dir(&mut self.faults, &mut self.rng, &dir) {
             Ok(made) => made,
             Err(e) => {
                 self.last = old;
@@ -984,10 +987,14 @@ fn read_version_modes(vdir: &Path) -> Result<(Files, Option<u32>), Error> {
 
 /// Step 4: a fresh version directory, 0755 whatever the umask. Creates the snapshot
 /// directory when missing.
-fn make_version_dir(fx: &mut Faults, dir: &Path) -> Result<(String, PathBuf), Error> {
+fn make_version_dir(
+    fx: &mut Faults,
+    rng: &mut Rng,
+    dir: &Path,
+) -> Result<(String, PathBuf), Error> {
     let mut made_parent = false;
     for _ in 0..NAME_ATTEMPTS {
-        let name = version_name(now(), random_u64());
+        let name = version_name(now(), rng.next_u64());
         let path = dir.join(&name);
         match fx
             .gate()
@@ -1140,58 +1147,18 @@ fn now() -> Duration {
 
 /// `..YYYY_MM_DD_HH_MM_SS.<9-digit nanos><8 hex>`, UTC: names sort by time.
 fn version_name(since_epoch: Duration, random: u64) -> String {
-    let secs = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let of_day = secs % 86_400;
+    let (year, month, day, hour, minute, second) = log::civil(since_epoch.as_secs());
     format!(
-        "..{year:04}_{month:02}_{day:02}_{:02}_{:02}_{:02}.{:09}{:08x}",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
+        "..{year:04}_{month:02}_{day:02}_{hour:02}_{minute:02}_{second:02}.{:09}{:08x}",
         since_epoch.subsec_nanos(),
         random & 0xffff_ffff
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The process id, asked of the kernel once.
 fn pid() -> u32 {
     static PID: OnceLock<u32> = OnceLock::new();
     *PID.get_or_init(std::process::id)
-}
-
-/// A xorshift64 step over a seed from the time, the process id and a counter: enough to
-/// keep version names of one second apart, not for secrets.
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = now().as_nanos() as u64;
-    let mut x = nanos ^ (u64::from(pid()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // splitmix64 finalizer, so that close seeds give unrelated values.
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    if x == 0 {
-        x = 0x2545_f491_4f6c_dd1d;
-    }
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    x
 }
 
 /// Fault injection for the tests: every modifying syscall passes `gate` first. Outside
@@ -1231,6 +1198,7 @@ impl Faults {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     struct TempDir(PathBuf);
 
@@ -1442,8 +1410,9 @@ mod tests {
         }
         // The kubelet's own names are version names too.
         assert!(is_version_name(b"..2019_10_18_10_45_29.123456789"));
-        let a = version_name(now(), random_u64());
-        let b = version_name(now(), random_u64());
+        let mut rng = Rng::from_entropy();
+        let a = version_name(now(), rng.next_u64());
+        let b = version_name(now(), rng.next_u64());
         assert_ne!(a, b);
         assert_eq!(a.len(), 39);
     }
