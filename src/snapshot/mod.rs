@@ -438,7 +438,7 @@ impl Writer {
             }
         };
         if self.last.as_ref().is_none_or(|c| c.version != name) {
-            self.last = None;
+            self.last = None; // and stays so if the read fails
             self.last = fs::read_current(&self.dir, name)?;
         }
         Ok(())
@@ -498,8 +498,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Step 5: the link of each key in `keys`, each one made pushed to `made` (for the
-    /// rollback).
+    /// Step 5: the link of each key in `keys`; each one made is pushed to `made`, for the
+    /// rollback.
     fn link_new_keys<'k>(
         &mut self,
         keys: &[&'k str],
