@@ -30,8 +30,8 @@ http-410-as-normal-end ;; src/sync/mod.rs ;; Err(e) if e.is_gone() => gone(&obj,
 repeated-410-not-backed-off ;; src/sync/reflector.rs ;; if self.gone == 1 { ;; if self.gone >= 1 {
 silence-bound-off ;; src/sync/mod.rs ;; let read_timeout = due.min(SILENCE); ;; let read_timeout = due;
 second-writer-allowed ;; src/sync/mod.rs ;; w.lock().map_err(|e| format!("write: {e}"))?; ;; let _ = w.lock();
-per-key-rename-skipped ;; src/snapshot.rs ;; for key in xds::rename_order(files, &post_rename) { ;; for key in xds::rename_order(files, &post_rename).into_iter().filter(|_| false) {
-writes-when-unchanged ;; src/snapshot.rs ;;         if old.is_some()\n            && pre_link.is_empty() ;;         if false && old.is_some()\n            && pre_link.is_empty()
+per-key-rename-skipped ;; src/snapshot/plan.rs ;; steps.rename = xds::rename_order(want.files, &steps.rename); ;; steps.rename = Vec::new();
+writes-when-unchanged ;; src/snapshot/plan.rs ;;     if disk.old.is_some()\n        && steps.link.is_empty() ;;     if false && disk.old.is_some()\n        && steps.link.is_empty()
 EOF
 
 say() { printf 'mutations: %s\n' "$*" >&2; }
@@ -59,7 +59,8 @@ if [ "${1:-}" = "--cargo-mutants" ]; then
   run kube+sync "$kube_shards" src/kube.rs src/sync/mod.rs src/sync/reflector.rs src/sync/state.rs \
     -- --lib --test loader --test faults --test promises \
     -E 'not test(=a_silent_connection_with_default_flags_is_replaced_within_150_s)' 
-  run snapshot "$snap_shards" src/snapshot.rs -- --lib
+  run snapshot "$snap_shards" src/snapshot/mod.rs src/snapshot/plan.rs src/snapshot/fs.rs src/bytes.rs \
+    -- --lib
   exit 0
 fi
 

@@ -7,6 +7,7 @@
 //! short-held locks: a slow or hostile client can never stall the loader, nor keep a probe
 //! from its answer. It never writes files.
 
+use crate::bytes::find_bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -327,7 +328,7 @@ fn accept_loop(listener: TcpListener) {
 
 /// Where a request head ends (at its blank line), if it does.
 fn head_end(buf: &[u8]) -> Option<usize> {
-    find(buf, b"\r\n\r\n").or_else(|| find(buf, b"\n\n"))
+    find_bytes(buf, b"\r\n\r\n").or_else(|| find_bytes(buf, b"\n\n"))
 }
 
 /// Reads one request head, after the bytes `buf` already read, until `deadline` (the whole
@@ -408,10 +409,6 @@ pub fn route(head: &[u8]) -> (u16, String) {
         "/metrics" => (200, METRICS.render()),
         _ => (404, "not found: try /readyz, /healthz or /metrics\n".into()),
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

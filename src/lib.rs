@@ -12,6 +12,7 @@
 pub mod alloc;
 pub mod backoff;
 pub mod base64;
+pub mod bytes;
 pub mod cli;
 pub mod config;
 pub mod health;

@@ -8,7 +8,8 @@
 //! the start of a line or after white space). Pure functions over bytes; they never
 //! allocate beyond the result and read each byte a bounded number of times.
 
-use crate::snapshot::{find_bytes, Files};
+use crate::bytes::find_bytes;
+use std::collections::BTreeMap;
 
 /// xDS resource types and their place in [`rename_order`]: providers before consumers.
 const XDS_RANKS: [(&[u8], u8); 7] = [
@@ -69,7 +70,7 @@ pub fn carries_listeners_or_clusters(content: &[u8]) -> bool {
 ///
 /// A file naming several types takes its highest rank; a key missing from `files` ranks 0;
 /// ties go by key name; a key given twice appears once.
-pub fn rename_order<'a>(files: &'a Files, keys: &[&'a str]) -> Vec<&'a str> {
+pub fn rename_order<'a>(files: &'a BTreeMap<String, Vec<u8>>, keys: &[&'a str]) -> Vec<&'a str> {
     if let [] | [_] = keys {
         // Nothing to order: no file needs reading (a large one would cost a scan).
         return keys.to_vec();
@@ -151,7 +152,7 @@ mod tests {
     const CDS: &[u8] = b"resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: c\n";
     const EDS: &[u8] = b"resources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: c\n";
 
-    fn files(pairs: &[(&str, &[u8])]) -> Files {
+    fn files(pairs: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_vec()))
