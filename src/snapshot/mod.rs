@@ -36,7 +36,6 @@ mod plan;
 mod tests;
 
 use crate::backoff::Rng;
-pub use crate::bytes::same_bytes;
 use crate::log;
 use fs::{DataLink, Faults};
 use plan::{OnDisk, Plan, Wanted};

@@ -12,7 +12,7 @@
 use crate::config::ObjectRef;
 use crate::kube::Refused;
 use crate::snapshot::{self, Files};
-use crate::xds;
+use crate::{bytes, xds};
 use std::sync::Arc;
 
 /// Content refused: the object to blame, and why (with the key when one is to blame).
@@ -156,7 +156,7 @@ impl State {
                 let why = match files.get(key) {
                     None => "it carried Listener or Cluster resources and would be gone, which makes Envoy remove them, or refuse to start",
                     Some(new)
-                        if !snapshot::same_bytes(old, new)
+                        if !bytes::same_bytes(old, new)
                             && !xds::carries_listeners_or_clusters(new) =>
                     {
                         "it carried Listener or Cluster resources and would carry none, which makes Envoy remove them all"
