@@ -21,11 +21,11 @@ scratch=${MUTATIONS_DIR:-${TMPDIR:-/tmp}/envoy-xds-loader-mutations}
 
 # name ;; file ;; exact text ;; replacement ("\n" stands for a newline)
 read -r -d '' TABLE <<'EOF' || true
-field-selector-dropped ;; src/kube.rs ;; "{}/api/v1/namespaces/{}/{}?fieldSelector=metadata.name%3D{}" ;; "{}/api/v1/namespaces/{}/{}?_name={}"
-watch-without-version ;; src/kube.rs ;; query_escape(resource_version), ;; query_escape(""),
+field-selector-dropped ;; src/kube/mod.rs ;; "{}/api/v1/namespaces/{}/{}?fieldSelector=metadata.name%3D{}" ;; "{}/api/v1/namespaces/{}/{}?_name={}"
+watch-without-version ;; src/kube/mod.rs ;; query_escape(resource_version), ;; query_escape(""),
 retry-after-ignored ;; src/sync/reflector.rs ;; .max(retry_after.unwrap_or_default()) ;; .max(Duration::ZERO)
-bookmarks-off ;; src/kube.rs ;; &allowWatchBookmarks=true& ;; &allowWatchBookmarks=false&
-error-410-as-normal-end ;; src/sync/mod.rs ;; break gone(&obj, &mut r, None, Some(&status)); ;; break ended(&obj, idx, &mut r, events, started.elapsed());
+bookmarks-off ;; src/kube/mod.rs ;; &allowWatchBookmarks=true& ;; &allowWatchBookmarks=false&
+error-410-as-normal-end ;; src/sync/mod.rs ;; => return gone(obj, r, None, Some(&status)), ;; => return ended(obj, idx, r, events, started.elapsed()),
 http-410-as-normal-end ;; src/sync/mod.rs ;; Err(e) if e.is_gone() => gone(&obj, &mut r, Some(&e), None), ;; Err(e) if e.is_gone() => ended(&obj, idx, &mut r, 1, Duration::ZERO),
 repeated-410-not-backed-off ;; src/sync/reflector.rs ;; if self.gone == 1 { ;; if self.gone >= 1 {
 silence-bound-off ;; src/sync/mod.rs ;; let read_timeout = due.min(SILENCE); ;; let read_timeout = due;
@@ -56,7 +56,7 @@ if [ "${1:-}" = "--cargo-mutants" ]; then
     printf '%s (shard 0/%s): %s%ss\n' "$name" "$shards" "$counts" "$(( $(date +%s) - t0 ))"
   }
   # (without the one test that takes 91 s by design: the silent connection with default flags)
-  run kube+sync "$kube_shards" src/kube.rs src/sync/mod.rs src/sync/reflector.rs src/sync/state.rs \
+  run kube+sync "$kube_shards" src/kube/mod.rs src/kube/decode.rs src/sync/mod.rs src/sync/reflector.rs src/sync/state.rs \
     -- --lib --test loader --test faults --test promises \
     -E 'not test(=a_silent_connection_with_default_flags_is_replaced_within_150_s)' 
   run snapshot "$snap_shards" src/snapshot/mod.rs src/snapshot/plan.rs src/snapshot/fs.rs src/bytes.rs \
