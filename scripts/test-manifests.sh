@@ -1,29 +1,24 @@
 #!/usr/bin/env bash
 # Tests the Kubernetes manifests: tests/k8s/{rbac,configmaps,deployment,
-# deployment-native-sidecar}.yaml and the README section "## Kubernetes" that shows them.
+# deployment-native-sidecar}.yaml and the README section "## Kubernetes" that links them.
+# The checks are tests/k8s/check.py's (its docstring says each one in full):
 #
-#  1. The README section's ```yaml blocks are, in order, byte for byte those four files.
+#  1. The README section links each of the four files (a link target that exists) and
+#     pastes none of them (no ```yaml block), so no copy in the README can drift.
 #  2. Every object validates against the Kubernetes OpenAPI schemas of 1.29 up to the newest
-#     the validator carries, in strict mode (unknown fields rejected), offline, with the
-#     PyPI package kubernetes-validate (installed into target/k8s-validate, a venv).
-#  3. What the schemas cannot see, checked as the API server and the kubelet would: names,
-#     quantities, no namespace anywhere, selector vs. template labels, volumes and mounts,
-#     probes (startup probes only where allowed; every -watch loader has a readiness probe
-#     on /readyz and a liveness probe on /healthz, over HTTP, on the port it listens on for
-#     the pod's address), the restricted security context, the RBAC objects against the
-#     ConfigMap names the loader is given.
-#  4. Every loader command line, exactly as written, passes the real loader's flag parser,
-#     and behaves (run with the output dir and -listen moved to a temporary place): -onetime
-#     fails fast on a refused API connection; -watch keeps running, its probe endpoints
-#     answer (/readyz 503 with no snapshot yet, /healthz 200), and SIGTERM ends it with 0.
-#  5. The Envoy configuration (bootstrap + the xDS ConfigMap) and the Envoy container's
-#     command line load into a real Envoy 1.40 (scripts/install-envoy.sh): the listener,
-#     both clusters and the route are accepted, once for each Deployment (each has one
-#     Envoy container), or the run fails.
+#     the validator carries, in strict mode, offline, with the PyPI package
+#     kubernetes-validate (installed here into target/k8s-validate, a venv).
+#  3. What the schemas cannot see (names, quantities, namespaces, selectors, volumes,
+#     probes, security contexts, RBAC against the ConfigMaps the loader is given).
+#  4. Every loader command line passes the real loader's flag parser (built here) and
+#     behaves: -onetime fails fast on a refused API connection, -watch answers its probes
+#     and ends with 0 on SIGTERM.
+#  5. The Envoy configuration and command line of each Deployment load into a real Envoy
+#     1.40 (ENVOY_BIN, or scripts/install-envoy.sh).
 #
-# README_FILE=path checks another Markdown file instead of README.md; K8S_DIR=dir checks
-# the manifests in another directory instead of tests/k8s (a changed copy, with a README
-# that shows it).
+# README_FILE=path checks another Markdown file instead of README.md (its links are taken
+# relative to its own directory); K8S_DIR=dir checks the manifests in another directory
+# instead of tests/k8s (a changed copy, with a README that links it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Checks the Kubernetes manifests of tests/k8s and the README section that shows them.
+"""Checks the Kubernetes manifests of tests/k8s and the README section that links them.
 
 Usage: check.py README K8S_DIR LOADER ENVOY (scripts/test-manifests.sh runs it in a venv
 that has kubernetes-validate and PyYAML, with the loader it built and a real Envoy).
 
- 1. The README's "## Kubernetes" section's ```yaml blocks are, in order, byte for byte
-    the four files of K8S_DIR (rbac, configmaps, deployment, deployment-native-sidecar).
+ 1. The README's "## Kubernetes" section links each of the four files of K8S_DIR (rbac,
+    configmaps, deployment, deployment-native-sidecar .yaml) with a Markdown link whose
+    target, relative to the README, is that file; every relative link target in it
+    exists; and it pastes no manifest (no ```yaml block, no fenced block holding an
+    object), so no pasted copy can drift from the files.
  2. Every object validates against the Kubernetes OpenAPI schemas of 1.29 up to the newest
     the validator carries, in strict mode (unknown fields rejected), offline.
  3. What the schemas cannot see, checked as the API server and the kubelet would: names,
@@ -74,23 +77,46 @@ def free_port():
 # 1. The README section.
 
 
-def check_readme(readme, k8s_dir, contents):
+# A Markdown link's target: [text](target) or [text](<target> "title").
+LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# The opening line of a fenced yaml block, closed or not.
+YAML_FENCE = re.compile(r"^[ \t]*(?:```|~~~)[ \t]*ya?ml\b", re.M | re.I)
+# A fenced block of any kind, and its body.
+FENCED = re.compile(r"^[ \t]*(```|~~~)([^\n]*)\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
+
+
+def check_readme(readme, k8s_dir):
+    """The section links each manifest (a target that exists) and pastes none of them."""
     text = open(readme, encoding="utf-8").read()
     m = re.search(r"^## Kubernetes\b.*?(?=^## |\Z)", text, re.M | re.S)
     if not m:
         error(f"{readme}: no section '## Kubernetes'")
         return
-    before = len(errors)
-    blocks = re.findall(r"^```yaml\n(.*?)^```$", m.group(0), re.M | re.S)
-    if len(blocks) != len(FILES):
-        error(f"{readme}: the Kubernetes section has {len(blocks)} yaml blocks, want {len(FILES)} ({', '.join(FILES)})")
-    for f, b in zip(FILES, blocks):
-        if b != contents[f]:
-            ra, rb = contents[f].splitlines(), b.splitlines()
-            line = next((i + 1 for i, (x, y) in enumerate(zip(ra, rb)) if x != y), min(len(ra), len(rb)) + 1)
-            error(f"{readme}: the yaml block for {f} differs from {k8s_dir}/{f} (first at line {line} of the file)")
+    section, before = m.group(0), len(errors)
+    pasted = len(YAML_FENCE.findall(section))
+    # A manifest pasted under another fence tag would drift just the same.
+    pasted += sum(1 for _, tag, body in FENCED.findall(section)
+                  if not re.match(r"ya?ml\b", tag.strip(), re.I)
+                  and re.search(r"^apiVersion:", body, re.M) and re.search(r"^kind:", body, re.M))
+    if pasted:
+        error(f"{readme}: the Kubernetes section pastes {pasted} yaml block(s); it links the files of {k8s_dir} instead, so no copy can drift")
+    base = os.path.dirname(readme) or "."
+    linked = set()
+    for target in LINK.findall(section):
+        path = target.split("#", 1)[0]
+        if not path or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path):
+            continue  # an anchor or a URL
+        resolved = os.path.realpath(os.path.join(base, path))
+        if not os.path.exists(resolved):
+            error(f"{readme}: the Kubernetes section links {target}, which does not exist (relative to {base})")
+        linked.add(resolved)
+    for f in FILES:
+        want = os.path.realpath(os.path.join(k8s_dir, f))
+        if want not in linked:
+            rel = os.path.relpath(os.path.abspath(os.path.join(k8s_dir, f)), os.path.abspath(base))
+            error(f"{readme}: the Kubernetes section does not link {k8s_dir}/{f} (want a link like [{rel}]({rel}), relative to the README)")
     if len(errors) == before:
-        info(f"{readme}: the {len(FILES)} yaml blocks equal {k8s_dir}/*.yaml")
+        info(f"{readme}: the Kubernetes section links the {len(FILES)} manifests of {k8s_dir} and pastes none")
 
 
 # 2. Schemas, strict, every version from 1.29 on.
@@ -557,9 +583,11 @@ def main(argv):
         return 2
     readme, k8s_dir, loader, envoy = argv
     errors.clear()
-    contents = {f: open(os.path.join(k8s_dir, f), encoding="utf-8").read() for f in FILES}
-    check_readme(readme, k8s_dir, contents)
-    docs = {f: [d for d in yaml.safe_load_all(contents[f]) if d] for f in FILES}
+    check_readme(readme, k8s_dir)
+    docs = {}
+    for f in FILES:
+        with open(os.path.join(k8s_dir, f), encoding="utf-8") as y:
+            docs[f] = [d for d in yaml.safe_load_all(y.read()) if d]
     check_schemas(docs)
     objects = {(d["kind"], d["metadata"]["name"]): (f, d) for f in FILES for d in docs[f]}
     loader_runs, envoy_runs = check_semantics(docs, objects)
