@@ -105,29 +105,8 @@ kube_curl() { # METHOD PATH JSON-FILE: what kubectl sends, with the emulator's C
   [[ "${code}" == 2?? ]] || die "$1 $2: HTTP ${code}: $(cat "${work}/api-answer.json")"
 }
 
-cat >"${work}/backend.py" <<'PY'
-# A backend that answers every request with its name; writes its port to a file.
-import http.server, os, sys
-name, port_file = sys.argv[1], sys.argv[2]
-body = name.encode() + b"\n"
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("content-type", "text/plain")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-os.rename(port_file + ".tmp", port_file)
-server.serve_forever()
-PY
 for b in blue green; do
-  python3 "${work}/backend.py" "${b}" "${work}/${b}.port" &
+  python3 "${repo}/scripts/lib/demo_backend.py" "${b}" "${work}/${b}.port" &
   pids+=($!)
 done
 wait_for test -s "${work}/blue.port" -a -s "${work}/green.port" || die "the backends did not start"
@@ -136,39 +115,8 @@ show "Kubernetes API emulator on ${api} (TLS, bearer token); backends blue on :$
 # ---------------------------------------------------------------------------------------
 # The ConfigMap: the xDS files of tests/envoy/*.yaml with their placeholders filled in
 
-cat >"${work}/render.py" <<'PY'
-# render.py configmap OUT VERSION BLUE_WEIGHT GREEN_WEIGHT | render.py bootstrap OUT
-import json, os, sys
-repo, xds = os.environ["REPO"], os.environ["XDS"]
-values = {"WATCH": "", "DIR": xds, "ADMIN_PORT": "0", "LISTEN_PORT": "0", "VERSION": "1",
-          "BLUE_PORT": os.environ["BLUE_PORT"], "GREEN_PORT": os.environ["GREEN_PORT"]}
-def render(name, **extra):
-    with open(os.path.join(repo, "tests", "envoy", name)) as f:
-        lines = [l for l in f.read().splitlines() if not l.lstrip().startswith("#")]
-    text = "\n".join(lines) + "\n"
-    for key, value in {**values, **extra}.items():
-        text = text.replace("{{%s}}" % key, value)
-    return text
-mode, out = sys.argv[1], sys.argv[2]
-if mode == "bootstrap":
-    doc = render("bootstrap-path.yaml")
-else:
-    version, blue, green = sys.argv[3:6]
-    data = {
-        "lds.yaml": render("lds.yaml"),
-        "cds.yaml": render("cds.yaml"),
-        "rds.yaml": render("rds.yaml", VERSION=version, BLUE_WEIGHT=blue, GREEN_WEIGHT=green),
-        "eds-blue.yaml": render("eds-blue.yaml"),
-        "eds-green.yaml": render("eds-green.yaml"),
-    }
-    doc = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                      "metadata": {"name": "envoy-xds", "namespace": "default"},
-                      "data": data}, indent=2) + "\n"
-with open(out, "w") as f:
-    f.write(doc)
-PY
 render() { REPO="${repo}" XDS="${xds}" BLUE_PORT="$(cat "${work}/blue.port")" \
-  GREEN_PORT="$(cat "${work}/green.port")" python3 "${work}/render.py" "$@"; }
+  GREEN_PORT="$(cat "${work}/green.port")" python3 "${repo}/scripts/lib/demo_render.py" "$@"; }
 
 render configmap "${work}/${cm}.json" 1 100 0
 kube_curl POST "/api/v1/namespaces/${ns}/configmaps" "${work}/${cm}.json"

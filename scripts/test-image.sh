@@ -127,38 +127,11 @@ bah bud --quiet --isolation chroot --layers=false -t "$IMAGE" -f "$ctx/Container
 
 bah inspect --type image "$IMAGE" >"$work/inspect.json"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-python3 - "$work/inspect.json" "$BIN_IN_IMAGE" "$version" <<'EOF' || fail "image config"
-import json, sys
-c = json.load(open(sys.argv[1]))["OCIv1"]["config"]
-labels = c.get("Labels") or {}
-want = {
-    "User": ("65532:65532", c.get("User")),
-    "Entrypoint": ([sys.argv[2]], c.get("Entrypoint")),
-    "Cmd": (None, c.get("Cmd")),
-    "label licenses": ("Apache-2.0", labels.get("org.opencontainers.image.licenses")),
-    "label version": (sys.argv[3], labels.get("org.opencontainers.image.version")),
-    "label source is https": (True, labels.get("org.opencontainers.image.source", "").startswith("https://")),
-}
-bad = [f"{k}: got {g!r}, want {w!r}" for k, (w, g) in want.items() if w != g]
-for b in bad:
-    print("test-image: image config:", b, file=sys.stderr)
-sys.exit(1 if bad else 0)
-EOF
+python3 scripts/lib/oci_image.py config "$work/inspect.json" "$BIN_IN_IMAGE" "$version" || fail "image config"
 
 # The image as a registry holds it: gzip-compressed layer, config, manifest.
 bah push --quiet "$IMAGE" "oci:$work/oci:test" >/dev/null || fail "buildah push to an OCI layout failed"
-read -r image_bytes layer_bytes < <(python3 - "$work/oci" <<'EOF'
-import gzip, json, os, sys
-d = sys.argv[1]
-blob = lambda digest: os.path.join(d, "blobs", *digest.split(":"))
-index = json.load(open(os.path.join(d, "index.json")))
-m = index["manifests"][0]
-manifest = json.load(open(blob(m["digest"])))
-total = m["size"] + manifest["config"]["size"] + sum(l["size"] for l in manifest["layers"])
-raw = sum(len(gzip.open(blob(l["digest"])).read()) for l in manifest["layers"])
-print(total, raw)
-EOF
-)
+read -r image_bytes layer_bytes < <(python3 scripts/lib/oci_image.py sizes "$work/oci")
 [ -n "$image_bytes" ] || fail "cannot read the image size from the OCI layout"
 
 ctr=$(bah from --pull-never --quiet "$IMAGE")
