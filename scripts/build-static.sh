@@ -9,7 +9,8 @@
 # Fails when the binary is not statically linked or is larger than the budget
 # (SIZE_BUDGET, default 1600000 bytes). Idempotent: a second run rebuilds nothing.
 #
-# The last line of stdout is always "PATH SIZE"; progress goes to stderr.
+# The last line of stdout is always "PATH SIZE"; progress goes to stderr. Arguments go on to
+# cargo build (scripts/bench.sh: --features system-alloc, for the comparison binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +58,7 @@ else
 fi
 
 cargo build --release --locked --quiet --target "$TARGET" --bin "$NAME" \
-  --config "target.$TARGET.rustflags = [$flags]" >&2
+  --config "target.$TARGET.rustflags = [$flags]" "$@" >&2
 
 BIN="$TARGET_DIR/$TARGET/release/$NAME"
 if [ ! -x "$BIN" ]; then

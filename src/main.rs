@@ -10,7 +10,9 @@ use envoy_xds_configmap_loader::{health, log, signal, sync};
 use std::path::Path;
 use std::sync::mpsc;
 
-/// The system allocator plus a cache of freed 16 KiB–2 MiB blocks (see `alloc`).
+/// The system allocator plus a cache of freed 16 KiB–2 MiB blocks (see `alloc`); the
+/// `system-alloc` feature leaves it out, for comparison (scripts/bench.sh).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: envoy_xds_configmap_loader::alloc::Reuse = envoy_xds_configmap_loader::alloc::Reuse;
 
