@@ -2,14 +2,13 @@
 # Measures the loader against its performance budgets and prints one Markdown table:
 # propagation of an update next to a bare watch client, the one-shot cold start, memory,
 # JSON extraction against serde_json, the static binary's size, CPU and memory per update
-# with and without the allocator's cache when updates come seconds apart, and a fleet of
+# when updates come seconds apart (paired A/B: the shipped binary twice, or against the build
+# named by BENCH_SPACED_B), and a fleet of
 # loaders on one API emulator (README, section "Performance"). Everything runs against the
 # Kubernetes API emulator over TLS on loopback.
 #
 # It builds what it needs: the static musl binary through scripts/build-static.sh when that
-# works (else the release glibc binary, as the table then says), the same once more with the
-# feature system-alloc (copied to target/bench/loader-system-alloc, for bench-spaced), and
-# the benchmark programs (Cargo examples under tests/bench/). A full run takes a few minutes and writes the table,
+# works (else the release glibc binary, as the table then says), and the benchmark programs (Cargo examples under tests/bench/). A full run takes a few minutes and writes the table,
 # with the date, the machine and the binary, to tests/bench/RESULTS.md and into README.md
 # between the bench markers. BENCH_QUICK=1 is a short smoke run with small counts; its table
 # goes to target/bench/RESULTS-quick.md only. Not part of CI.
@@ -29,17 +28,13 @@ group() { echo "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/
 started=$(date +%s)
 load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
 
-# The loader under test, and for bench-spaced the same build without the allocator's cache
-# of freed blocks (feature system-alloc), copied aside to target/bench/. That one is built
-# first, so that the binary left at the usual path is the shipped one.
+# The loader under test.
 static_line=""
 mkdir -p "$TARGET_DIR/bench"
 if [ -x scripts/build-static.sh ]; then
-  say "building the static binary (scripts/build-static.sh), also without the allocator's cache"
+  say "building the static binary (scripts/build-static.sh)"
   # No size gate here: the size is one of the budgets measured below.
-  if out=$(SIZE_BUDGET=999999999999 scripts/build-static.sh --features system-alloc) &&
-    line=$(printf '%s\n' "$out" | tail -n 1) && cp "${line% *}" "$TARGET_DIR/bench/loader-system-alloc" &&
-    out=$(SIZE_BUDGET=999999999999 scripts/build-static.sh); then
+  if out=$(SIZE_BUDGET=999999999999 scripts/build-static.sh); then
     static_line=$(printf '%s\n' "$out" | tail -n 1)
   else
     say "scripts/build-static.sh failed; measuring the glibc build instead"
@@ -49,18 +44,15 @@ if [ -n "$static_line" ]; then
   LOADER_BIN=${static_line% *}
   binary="static (musl)"
 else
-  say "building the release binary, also without the allocator's cache"
-  cargo build --release --locked --quiet --bin envoy-xds-configmap-loader --features system-alloc
-  cp "$TARGET_DIR/release/envoy-xds-configmap-loader" "$TARGET_DIR/bench/loader-system-alloc"
+  say "building the release binary"
   cargo build --release --locked --quiet --bin envoy-xds-configmap-loader
   LOADER_BIN=$TARGET_DIR/release/envoy-xds-configmap-loader
   binary="glibc (dynamically linked; no static build)"
 fi
 LOADER_BIN=$(realpath "$LOADER_BIN")
-LOADER_WITHOUT=$(realpath "$TARGET_DIR/bench/loader-system-alloc")
-export LOADER_BIN LOADER_WITHOUT
+LOADER_B=$(realpath "${BENCH_SPACED_B:-$LOADER_BIN}")
+export LOADER_BIN LOADER_B
 size=$(stat -c %s "$LOADER_BIN")
-size_without=$(stat -c %s "$LOADER_WITHOUT")
 
 benches=(json coldstart propagation memory spaced fleet)
 say "building the benchmark programs"
@@ -85,7 +77,6 @@ for b in "${benches[@]}"; do
     else
       echo "| Static binary | not built (scripts/build-static.sh failed); the glibc binary, for reference | $(group "$size") bytes | ≤ 1,600,000 bytes (static) | not measured |" | tee -a "$rows"
     fi
-    echo "| Static binary | the same without the allocator's cache (feature system-alloc, for bench-spaced) | $(group "$size_without") bytes |  |  |" | tee -a "$rows"
   fi
 done
 

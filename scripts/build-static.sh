@@ -10,7 +10,7 @@
 # (SIZE_BUDGET, default 1600000 bytes). Idempotent: a second run rebuilds nothing.
 #
 # The last line of stdout is always "PATH SIZE"; progress goes to stderr. Arguments go on to
-# cargo build (scripts/bench.sh: --features system-alloc, for the comparison binary).
+# cargo build (e.g. --features, --locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,15 +1,14 @@
 //! envoy-xds-configmap-loader: Kubernetes ConfigMaps (and Secrets) into a directory of files
 //! that switches as a whole, for Envoy's file-based xDS and any other file watcher.
 //!
-//! The library holds every part; `main.rs` only wires them. Cores are pure (`http` framing,
-//! `json`, `base64`, the `snapshot` planner, `cli` parsing, `xds` sniffing, the `sync`
-//! reflector); thin layers do the I/O
-//! (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `signal`); `alloc` is
-//! the allocator the binary registers.
+//! The library holds every part; `main.rs` only wires them. `config` is the plain data they
+//! share. Cores are pure (`http` framing, `json`, `base64`, `kube::decode`, the `snapshot`
+//! planner, `cli` parsing, `xds` sniffing, the `sync` reflector and state); thin layers do
+//! the I/O (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `health`,
+//! `signal`).
 //! See README.md, section "Architecture", for the codemap and the invariants.
 #![deny(unsafe_code)]
 
-pub mod alloc;
 pub mod backoff;
 pub mod base64;
 pub mod bytes;

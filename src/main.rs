@@ -10,12 +10,6 @@ use envoy_xds_configmap_loader::{health, log, signal, sync};
 use std::path::Path;
 use std::sync::mpsc;
 
-/// The system allocator plus a cache of freed 16 KiB–2 MiB blocks (see `alloc`); the
-/// `system-alloc` feature leaves it out, for comparison (scripts/bench.sh).
-#[cfg(not(feature = "system-alloc"))]
-#[global_allocator]
-static GLOBAL: envoy_xds_configmap_loader::alloc::Reuse = envoy_xds_configmap_loader::alloc::Reuse;
-
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 enum Exit {
@@ -70,7 +64,7 @@ fn main() {
     let worker = std::thread::Builder::new()
         .name("sync".into())
         .spawn(move || {
-            let code = sync::run(&cfg, envoy_xds_configmap_loader::alloc::trim);
+            let code = sync::run(&cfg);
             let _ = tx.send(Exit::Done(code));
         });
     if let Err(e) = worker {

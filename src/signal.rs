@@ -1,4 +1,4 @@
-//! SIGTERM and SIGINT; with `alloc`, one of the two modules with `unsafe` in the crate.
+//! SIGTERM and SIGINT; the one module with `unsafe` in the crate.
 //!
 //! std has no signal API, so this module declares two libc functions (`signal`, `write`)
 //! and installs a handler that writes the signal number into a pipe (the self-pipe trick).

@@ -41,9 +41,7 @@ pub fn write_lock() -> &'static Mutex<()> {
 }
 
 /// Runs the configured mode; returns the process exit code (only `-onetime` returns).
-/// `on_quiet` is called once after each quiet spell of `-watch` (no delivery for
-/// [`QUIET`]): the binary hands back what its allocator keeps.
-pub fn run(cfg: &Config, on_quiet: fn()) -> i32 {
+pub fn run(cfg: &Config) -> i32 {
     let client = Client::new(cfg.apiserver.clone(), cfg.token_file.clone(), &cfg.trust)
         .on_answer(|code| METRICS.request(code));
     let client = Arc::new(client);
@@ -57,7 +55,7 @@ pub fn run(cfg: &Config, on_quiet: fn()) -> i32 {
     match cfg.mode {
         Mode::OneTime => one_time(cfg, &client, &mut sink),
         Mode::Poll => poll(cfg, &client, &mut sink),
-        Mode::Watch => watch(cfg, client, sink, on_quiet),
+        Mode::Watch => watch(cfg, client, sink),
     }
 }
 
@@ -199,8 +197,8 @@ enum Msg {
     Deleted(usize),
 }
 
-fn watch(cfg: &Config, client: Arc<Client>, sink: Sink, on_quiet: fn()) -> i32 {
-    let engine = Arc::new(Engine::new(cfg.clone(), sink, on_quiet));
+fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
+    let engine = Arc::new(Engine::new(cfg.clone(), sink));
     for (idx, obj) in cfg.objects.iter().enumerate() {
         let (engine, client, obj) = (engine.clone(), client.clone(), obj.clone());
         let (sync_interval, watch_timeout) = (cfg.sync_interval, cfg.watch_timeout);
@@ -215,9 +213,6 @@ fn watch(cfg: &Config, client: Arc<Client>, sink: Sink, on_quiet: fn()) -> i32 {
     engine.tend()
 }
 
-/// How long the engine waits without news before it calls `on_quiet` (see [`run`]).
-pub const QUIET: Duration = Duration::from_secs(2);
-
 /// The writing side of `-watch`: every object's last good files and the sink, behind one
 /// lock, used by the reflector threads and by the thread that retries failed writes.
 struct Engine {
@@ -227,8 +222,6 @@ struct Engine {
     news: Condvar,
     /// Deliveries waiting for the lock.
     waiting: AtomicUsize,
-    /// Called once after each quiet spell.
-    on_quiet: fn(),
 }
 
 struct Writing {
@@ -236,24 +229,20 @@ struct Writing {
     sink: Sink,
     retry: Backoff,
     retry_at: Option<Instant>,
-    /// Counts deliveries, so that `on_quiet` is called once per quiet spell.
-    delivered: u64,
 }
 
 impl Engine {
-    fn new(cfg: Config, sink: Sink, on_quiet: fn()) -> Engine {
+    fn new(cfg: Config, sink: Sink) -> Engine {
         Engine {
             writing: Mutex::new(Writing {
                 state: sink.restore(&cfg),
                 sink,
                 retry: Backoff::new(Rng::from_entropy()),
                 retry_at: None,
-                delivered: 0,
             }),
             cfg,
             news: Condvar::new(),
             waiting: AtomicUsize::new(0),
-            on_quiet,
         }
     }
 
@@ -276,7 +265,6 @@ impl Engine {
                 &log::owned(&subject(&objects[idx], "watch", None, None)),
             ),
         }
-        w.delivered += 1;
         if self.waiting.load(Ordering::SeqCst) == 0 {
             self.write(&mut w);
         }
@@ -307,10 +295,8 @@ impl Engine {
         }
     }
 
-    /// Retries failed writes when their backoff is due, and calls `on_quiet` after a
-    /// quiet spell. Never returns.
+    /// Retries failed writes when their backoff is due. Never returns.
     fn tend(&self) -> ! {
-        let mut quiet_at = None;
         let mut w = self.lock();
         loop {
             let now = Instant::now();
@@ -320,16 +306,7 @@ impl Engine {
                     continue;
                 }
                 Some(t) => self.wait(w, Some(t - now)),
-                None if quiet_at == Some(w.delivered) => self.wait(w, None),
-                None => {
-                    let delivered = w.delivered;
-                    let w = self.wait(w, Some(QUIET));
-                    if w.delivered == delivered && w.retry_at.is_none() {
-                        (self.on_quiet)();
-                        quiet_at = Some(delivered);
-                    }
-                    w
-                }
+                None => self.wait(w, None),
             };
         }
     }
