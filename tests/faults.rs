@@ -78,7 +78,9 @@ fn broken_streams_never_lose_an_update() {
     let log = l.log();
     assert!(log.contains("invalid json"), "garbage is named: {log}");
     assert!(
-        log.contains("level=warn msg=\"configmap default/envoy: watch: "),
+        log.contains(
+            "level=warn msg=\"watch failed\" object=\"configmap default/envoy\" op=watch "
+        ),
         "{log}"
     );
 }
@@ -593,7 +595,7 @@ fn a_silent_connection_with_default_flags_is_replaced_within_150_s() {
     );
     assert!(
         l.log()
-            .contains(" msg=\"configmap default/envoy: watch: nothing for 90s; replacing it\""),
+            .contains(" msg=\"nothing heard; replacing the watch\" object=\"configmap default/envoy\" op=watch silent_for=90s"),
         "{}",
         l.log()
     );

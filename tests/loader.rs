@@ -132,7 +132,7 @@ fn onetime_failures_exit_1_naming_the_object_and_cause() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["-configmap".into(), "missing".into()],
-            "configmap default/missing: not found",
+            "msg=\"not found\" object=\"configmap default/missing\"",
         ),
         (
             vec![
@@ -638,7 +638,10 @@ fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
         );
     }
     let log = l.log();
-    assert!(log.contains("configmap default/envoy: refused"), "{log}");
+    assert!(
+        log.contains("msg=\"refused; keeping the last files\" object=\"configmap default/envoy\""),
+        "{log}"
+    );
     // "../escaped-key" would land beside the output directory, or one level further up
     assert!(
         !tmp.join("escaped-key").exists()
@@ -1145,8 +1148,9 @@ fn onetime_retries_what_is_transient_and_fails_at_once_on_what_is_not() {
         .find(|l| l.contains("level=error"))
         .unwrap_or("");
     assert!(
-        line.contains("(still failing after")
-            && line.contains("object=\"configmap default/envoy\""),
+        line.contains("msg=\"list failed; still failing at -onetime-timeout\"")
+            && line.contains("object=\"configmap default/envoy\"")
+            && line.contains(" retried_for="),
         "one error line naming the object and the time: {log}"
     );
 

@@ -88,7 +88,7 @@ fn a_restart_with_one_configmap_deleted_is_ready_at_once_and_follows_the_other()
     converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", &cds2)]);
     assert!(
         l.wait_log(
-            "msg=\"configmap default/a: not found; keeping its last files\" object=\"configmap default/a\"",
+            "msg=\"not found; keeping its last files\" object=\"configmap default/a\"",
             T
         ),
         "{}",

@@ -87,7 +87,7 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                     }
                     None => "list failed",
                 };
-                log::error(msg, &log::owned(&fields));
+                log::error(msg, &log::owned(&with_err(fields, Some(&e))));
                 return 1;
             }
         }
@@ -133,7 +133,10 @@ fn list_until(
         }
         let mut fields = subject(obj, "list", Some(&e), None);
         fields.push(("retry_in", tenths(delay)));
-        log::warn("list failed; retrying", &log::owned(&fields));
+        log::warn(
+            "list failed; retrying",
+            &log::owned(&with_err(fields, Some(&e))),
+        );
         std::thread::sleep(delay);
     }
 }
@@ -150,7 +153,7 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                 }
                 Err(e) => log::warn(
                     "list failed",
-                    &log::owned(&subject(obj, "list", Some(&e), None)),
+                    &log::owned(&with_err(subject(obj, "list", Some(&e), None), Some(&e))),
                 ),
             }
         }
@@ -486,7 +489,7 @@ fn safety_net_differs(obj: &ObjectRef, client: &Client, delivered: Option<&str>)
         Err(e) => {
             log::warn(
                 "safety-net check failed",
-                &log::owned(&subject(obj, "check", Some(&e), None)),
+                &log::owned(&with_err(subject(obj, "check", Some(&e), None), Some(&e))),
             );
             false
         }
@@ -506,6 +509,7 @@ fn failed(obj: &ObjectRef, op: &str, e: &kube::Error, r: &mut Reflector) -> Step
     if let Step::Wait(d) = &step {
         fields.push(("retry_in", tenths(*d)));
     }
+    let fields = with_err(fields, Some(e));
     log::warn(&format!("{op} failed{hint}"), &log::owned(&fields));
     step
 }
@@ -527,6 +531,7 @@ fn gone(
     if let Step::Wait(d) = &step {
         fields.push(("retry_in", tenths(*d)));
     }
+    let fields = with_err(fields, e);
     log::info("too old resource version; relisting", &log::owned(&fields));
     step
 }
@@ -571,7 +576,7 @@ pub fn stall_bound(cfg: &Config) -> Duration {
 }
 
 /// The fields that name what a log line is about: `object=… op=…`, the API server's
-/// `code=` when it answered, the `key=` to blame, and the error as `err=`.
+/// `code=` when it answered, and the `key=` to blame. The error goes last ([`with_err`]).
 fn subject(
     obj: &ObjectRef,
     op: &str,
@@ -585,6 +590,14 @@ fn subject(
     if let Some(key) = key {
         fields.push(("key", key.to_string()));
     }
+    fields
+}
+
+/// `fields` with the error appended as `err=`, the last field of a line (it is the longest).
+fn with_err(
+    mut fields: Vec<(&'static str, String)>,
+    e: Option<&kube::Error>,
+) -> Vec<(&'static str, String)> {
     if let Some(e) = e {
         fields.push(("err", e.to_string()));
     }
