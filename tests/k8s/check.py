@@ -458,7 +458,7 @@ def run_loader(loader, tmp, closed_port, cn, args, mode, probes):
     err = p.stderr.read()
     if rc == 2:
         error(f"{cn}: the loader rejects its arguments {args}: {err.strip()}")
-    elif mode == "onetime" and not (rc == 1 and "connection refused" in err and "still failing after" in err):
+    elif mode == "onetime" and not (rc == 1 and "connection refused" in err and "still failing at -onetime-timeout" in err):
         error(f"{cn}: -onetime against a closed port: exit {rc}, want 1 after retrying, naming the refused connection: {err.strip()}")
     elif mode == "watch" and (rc is not None or rc_term != 0):
         error(f"{cn}: -watch should keep retrying and end with 0 on SIGTERM: exit {rc}/{rc_term}: {err.strip()}")
