@@ -78,10 +78,9 @@ fn main() {
         "One-shot cold start",
         &format!("start → exit, files written (6 KiB, 3 keys), median of {runs} (min / p90)"),
         &format!(
-            "{} ({} / {})",
+            "{} ({})",
             ms(median),
-            ms(percentile(&mut times, 0.0)),
-            ms(percentile(&mut times, 0.9))
+            percentiles(&mut times, &[0.0, 0.9], ms)
         ),
         "median ≤ 3 ms",
         verdict(median <= budget),
@@ -89,11 +88,7 @@ fn main() {
     row(
         "One-shot cold start",
         "peak RSS (VmHWM at exit, 5 runs), median / max",
-        &format!(
-            "{} / {}",
-            mib(percentile(&mut peaks, 0.5)),
-            mib(percentile(&mut peaks, 1.0))
-        ),
+        &percentiles(&mut peaks, &[0.5, 1.0], mib),
         "",
         "",
     );

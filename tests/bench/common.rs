@@ -121,6 +121,16 @@ pub fn percentile<T: Ord + Copy>(samples: &mut [T], q: f64) -> T {
     samples[rank - 1]
 }
 
+/// The percentiles `qs` of `samples`, each shown by `show`, joined by " / ".
+pub fn percentiles<T: Ord + Copy>(
+    samples: &mut [T],
+    qs: &[f64],
+    show: impl Fn(T) -> String,
+) -> String {
+    let shown: Vec<String> = qs.iter().map(|q| show(percentile(samples, *q))).collect();
+    shown.join(" / ")
+}
+
 /// The file-system type of `path` (the longest mount point above it in /proc/mounts).
 pub fn fs_type(path: &Path) -> String {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();

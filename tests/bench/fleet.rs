@@ -196,11 +196,7 @@ fn main() {
     row(
         &section,
         "VmRSS per loader after the updates, median / max",
-        &format!(
-            "{} / {}",
-            mib(percentile(&mut rss, 0.5)),
-            mib(percentile(&mut rss, 1.0))
-        ),
+        &percentiles(&mut rss, &[0.5, 1.0], mib),
         "",
         "",
     );

@@ -80,12 +80,7 @@ fn main() {
 /// p50 / p90 / p99 of signed nanoseconds, in milliseconds.
 fn spread(samples: &mut [i64]) -> String {
     let show = |ns: i64| format!("{:.3}", ns as f64 / 1e6);
-    format!(
-        "{} / {} / {} ms",
-        show(percentile(samples, 0.5)),
-        show(percentile(samples, 0.9)),
-        show(percentile(samples, 0.99))
-    )
+    format!("{} ms", percentiles(samples, &[0.5, 0.9, 0.99], show))
 }
 
 /// `later − earlier` in signed nanoseconds.
@@ -223,22 +218,14 @@ fn run(size: &Sizes, updates: usize, place: &Path) {
     row(
         &section,
         &format!("update sent → file visible (inotify), p50 / p99 of {n} updates"),
-        &format!(
-            "{} / {}",
-            ms(percentile(&mut to_file, 0.5)),
-            ms(percentile(&mut to_file, 0.99))
-        ),
+        &percentiles(&mut to_file, &[0.5, 0.99], ms),
         "",
         "",
     );
     row(
         &section,
         "update sent → bare watch client has the event line, p50 / p99",
-        &format!(
-            "{} / {}",
-            ms(percentile(&mut to_bare, 0.5)),
-            ms(percentile(&mut to_bare, 0.99))
-        ),
+        &percentiles(&mut to_bare, &[0.5, 0.99], ms),
         "",
         "",
     );
