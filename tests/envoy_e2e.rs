@@ -98,7 +98,12 @@ fn flips(style: Style) {
         };
         let version = format!("flip-{i}");
         let rds = rig.xds.rds(&version, &weights);
-        let took = rig.route_to(&traffic, target, rds, &format!("{style:?}: flip {i}"));
+        let took = rig.route_to(
+            &traffic,
+            target,
+            rds,
+            &format!("{style:?}: flip {i} to {target}"),
+        );
         latencies.push(took);
         assert!(
             rig.envoy.wait_text(RDS_VERSION, &version, T),
