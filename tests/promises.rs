@@ -28,13 +28,12 @@ fn emu() -> Emulator {
     })
 }
 
-/// The loader's args for ConfigMap default/envoy written to `out`, plus the mode's `extra`.
-fn args(emu: &Emulator, token: &Path, out: &Path, extra: &[&str]) -> Args {
+/// The loader's args for ConfigMap default/envoy written to `out`, without the mode.
+fn args(emu: &Emulator, token: &Path, out: &Path) -> Args {
     Args::new(&emu.url(), token)
         .configmap("envoy")
         .namespace("default")
         .output(out)
-        .flags(extra)
 }
 
 fn now_ms() -> u64 {
@@ -176,12 +175,7 @@ fn sigterm_during_a_write_exits_0_after_the_write_completes() {
         emu.apply("default", "envoy", &small_ref);
         let mut l = Loader::start(
             &tmp,
-            &args(
-                &emu,
-                &token,
-                &out,
-                &["-watch", "-watch-timeout", "60s", "-fsync"],
-            ),
+            &args(&emu, &token, &out).watch("60s").flags(&["-fsync"]),
         );
         converges(&l, &out, &small_ref);
         let old = data_target(&out).expect("..data after the first snapshot");
@@ -281,12 +275,9 @@ fn poll_mode_lists_every_sync_interval_and_healthz_allows_two_intervals_and_a_mi
     let (tmp, token, out) = workdir("poll");
     let l = Loader::start(
         &tmp,
-        &args(
-            &emu,
-            &token,
-            &out,
-            &["-sync-interval", "300ms", "-listen", "127.0.0.1:0"],
-        ),
+        &args(&emu, &token, &out)
+            .value("-sync-interval", "300ms")
+            .listen("127.0.0.1:0"),
     );
     let addr = listen_addr(&l);
     converges(&l, &out, &[("k", "1")]);
@@ -395,12 +386,7 @@ fn relists_count_lists_after_the_first_and_the_timestamp_follows_the_snapshot_on
     let started = now_ms();
     let l = Loader::start(
         &tmp,
-        &args(
-            &emu,
-            &token,
-            &out,
-            &["-watch", "-watch-timeout", "60s", "-listen", "127.0.0.1:0"],
-        ),
+        &args(&emu, &token, &out).watch("60s").listen("127.0.0.1:0"),
     );
     let addr = listen_addr(&l);
     converges(&l, &out, &[("k", "0")]);
@@ -510,7 +496,9 @@ fn the_health_server_caps_connections_bounds_request_heads_and_answers_exact_cod
     let (tmp, token, out) = workdir("health-server");
     let l = Loader::start(
         &tmp,
-        &args(&emu, &token, &out, &["-watch", "-listen", "127.0.0.1:0"]),
+        &args(&emu, &token, &out)
+            .flags(&["-watch"])
+            .listen("127.0.0.1:0"),
     );
     // No request before this part: every slot is free.
     let addr = listen_addr(&l);
@@ -644,12 +632,9 @@ fn the_watch_safety_net_check_relists_only_when_something_differs() {
     // A 60 s watch timeout: whatever is noticed within seconds is the 1 s check's doing.
     let l = Loader::start(
         &tmp,
-        &args(
-            &emu,
-            &token,
-            &out,
-            &["-watch", "-watch-timeout", "60s", "-sync-interval", "1s"],
-        ),
+        &args(&emu, &token, &out)
+            .watch("60s")
+            .value("-sync-interval", "1s"),
     );
     converges(&l, &out, &[("k", "0")]);
     let target = data_target(&out);
@@ -745,7 +730,9 @@ fn two_hundred_slow_clients_do_not_keep_a_probe_from_its_answer() {
     let (tmp, token, out) = workdir("slow-clients");
     let l = Loader::start(
         &tmp,
-        &args(&emu, &token, &out, &["-watch", "-listen", "127.0.0.1:0"]),
+        &args(&emu, &token, &out)
+            .flags(&["-watch"])
+            .listen("127.0.0.1:0"),
     );
     let addr = listen_addr(&l);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -819,7 +806,7 @@ fn listen_on_a_bare_port_serves_ipv6_and_ipv4() {
     let (tmp, token, out) = workdir("dual-stack");
     let l = Loader::start(
         &tmp,
-        &args(&emu, &token, &out, &["-watch", "-listen", ":0"]),
+        &args(&emu, &token, &out).flags(&["-watch"]).listen(":0"),
     );
     let addr = listen_addr(&l);
     let port = addr.rsplit(':').next().unwrap();
