@@ -24,11 +24,10 @@
 //! PR_SET_PDEATHSIG on itself, so it is started from the test function's own thread and
 //! stopped by a guard's `Drop` before that thread ends. Nothing uses a fixed port: everything binds 127.0.0.1:0.
 
-mod common;
 #[path = "emulator/mod.rs"]
 mod emulator;
+mod support;
 
-use common::*;
 use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -39,6 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::*;
 
 /// Patience for anything that should happen in milliseconds.
 const T: Duration = Duration::from_secs(10);
@@ -85,13 +85,7 @@ fn flips(style: Style) {
     let Some(bin) = envoy_bin("weight flips") else {
         return;
     };
-    let mut rig = Rig::start(&bin, style, "flips", &[]);
-    let traffic = Traffic::start(rig.envoy.port);
-    assert!(
-        traffic.wait_for(T, |c| c.per("blue") >= 20),
-        "steady blue traffic: {}",
-        rig.diag()
-    );
+    let (mut rig, traffic) = Rig::with_traffic(&bin, style, "flips", 20);
     let before = rig.envoy.stats();
     let writes = rig.writes();
 
@@ -104,15 +98,12 @@ fn flips(style: Style) {
         };
         let version = format!("flip-{i}");
         let rds = rig.xds.rds(&version, &weights);
-        traffic.expect(target);
-        let t0 = Instant::now();
-        rig.update(|f| {
-            f.insert("rds.yaml".into(), rds);
-        });
-        let seen = traffic
-            .wait_seen(T)
-            .unwrap_or_else(|| panic!("flip {i}: {target} never served: {}", rig.diag()));
-        let took = assert_visible(&format!("{style:?}: flip {i} to {target}"), seen, t0, &rig);
+        let took = rig.route_to(
+            &traffic,
+            target,
+            rds,
+            &format!("{style:?}: flip {i} to {target}"),
+        );
         latencies.push(took);
         assert!(
             rig.envoy.wait_text(RDS_VERSION, &version, T),
@@ -190,13 +181,7 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
         return;
     };
     for style in [Style::Plain, Style::Watched] {
-        let mut rig = Rig::start(&bin, style, "extra", &[]);
-        let traffic = Traffic::start(rig.envoy.port);
-        assert!(
-            traffic.wait_for(T, |c| c.per("blue") >= 10),
-            "{}",
-            rig.diag()
-        );
+        let (mut rig, traffic) = Rig::with_traffic(&bin, style, "extra", 10);
         let before = rig.envoy.stats();
         let writes = rig.writes();
         traffic.take(); // count from `before` on, so the failures can be held to Envoy's stats
@@ -305,20 +290,12 @@ fn new_eds_file_cluster_and_route_in_one_update_then_removed_keys() {
         );
 
         // 4a. Route away from `extra` (one file), then drop its cluster and its EDS key.
-        traffic.expect("blue");
         let rds = rig.xds.rds("3", &[("blue", 100)]);
-        let t0 = Instant::now();
-        rig.update(|f| {
-            f.insert("rds.yaml".into(), rds);
-        });
-        let seen = traffic
-            .wait_seen(T)
-            .unwrap_or_else(|| panic!("{style:?}: blue never served again: {}", rig.diag()));
-        assert_visible(
+        rig.route_to(
+            &traffic,
+            "blue",
+            rds,
             &format!("{style:?}: the route back to blue"),
-            seen,
-            t0,
-            &rig,
         );
         assert!(rig.envoy.wait_text(RDS_VERSION, "3", T), "{}", rig.diag());
         let c4a = traffic.take();
@@ -403,13 +380,7 @@ fn a_key_that_comes_back_is_read_again() {
         return;
     };
     for style in [Style::Plain, Style::Watched] {
-        let mut rig = Rig::start(&bin, style, "back", &[]);
-        let traffic = Traffic::start(rig.envoy.port);
-        assert!(
-            traffic.wait_for(T, |c| c.per("blue") >= 10),
-            "{}",
-            rig.diag()
-        );
+        let (mut rig, traffic) = Rig::with_traffic(&bin, style, "back", 10);
         rig.update(|f| {
             f.remove("eds-green.yaml");
         });
@@ -439,19 +410,13 @@ fn a_key_that_comes_back_is_read_again() {
             "{style:?}: Envoy reads the returning eds-green.yaml: {}",
             rig.diag()
         );
-        traffic.expect("extra");
         let rds = rig.xds.rds("2", &[("green", 100)]);
-        let t0 = Instant::now();
-        rig.update(|f| {
-            f.insert("rds.yaml".into(), rds);
-        });
-        let seen = traffic.wait_seen(T).unwrap_or_else(|| {
-            panic!(
-                "{style:?}: green's new endpoint never served: {}",
-                rig.diag()
-            )
-        });
-        assert_visible(&format!("{style:?}: green's new endpoint"), seen, t0, &rig);
+        rig.route_to(
+            &traffic,
+            "extra",
+            rds,
+            &format!("{style:?}: green's new endpoint"),
+        );
         let c = traffic.stop();
         assert_clean(&format!("{style:?}: a key that comes back"), &c);
     }
@@ -465,13 +430,7 @@ fn broken_yaml_keeps_envoys_config_and_the_next_update_applies() {
         return;
     };
     for style in [Style::Plain, Style::Watched] {
-        let mut rig = Rig::start(&bin, style, "broken", &[]);
-        let traffic = Traffic::start(rig.envoy.port);
-        assert!(
-            traffic.wait_for(T, |c| c.per("blue") >= 10),
-            "{}",
-            rig.diag()
-        );
+        let (mut rig, traffic) = Rig::with_traffic(&bin, style, "broken", 10);
         let before = rig.envoy.stats();
         let writes = rig.writes();
 
@@ -532,21 +491,9 @@ fn broken_yaml_keeps_envoys_config_and_the_next_update_applies() {
         );
 
         // The next good update is applied.
-        traffic.expect("green");
         let rds = rig.xds.rds("3", &[("green", 100)]);
-        let t0 = Instant::now();
-        rig.update(|f| {
-            f.insert("rds.yaml".into(), rds);
-        });
-        let seen = traffic
-            .wait_seen(T)
-            .unwrap_or_else(|| panic!("{style:?}: {}", rig.diag()));
-        let took = assert_visible(
-            &format!("{style:?}: the good update after broken YAML"),
-            seen,
-            t0,
-            &rig,
-        );
+        let what = format!("{style:?}: the good update after broken YAML");
+        let took = rig.route_to(&traffic, "green", rds, &what);
         assert!(rig.envoy.wait_text(RDS_VERSION, "3", T), "{}", rig.diag());
         let c = traffic.stop();
         assert_clean(&format!("{style:?}: the good update after broken YAML"), &c);
@@ -573,13 +520,7 @@ fn emptied_lds_or_cds_is_refused_unless_allowed() {
         return;
     };
     for style in [Style::Plain, Style::Watched] {
-        let mut rig = Rig::start(&bin, style, "guard", &[]);
-        let traffic = Traffic::start(rig.envoy.port);
-        assert!(
-            traffic.wait_for(T, |c| c.per("blue") >= 10),
-            "{}",
-            rig.diag()
-        );
+        let (mut rig, traffic) = Rig::with_traffic(&bin, style, "guard", 10);
         let files_before = read_text(&rig.out);
         let before = rig.envoy.stats();
 
@@ -630,20 +571,12 @@ fn emptied_lds_or_cds_is_refused_unless_allowed() {
             assert_eq!(delta(&before, &s, name), 0, "{style:?}: {name}");
         }
         // The loader goes on: the next good update is applied.
-        traffic.expect("green");
         let rds = rig.xds.rds("2", &[("green", 100)]);
-        let t0 = Instant::now();
-        rig.update(|f| {
-            f.insert("rds.yaml".into(), rds);
-        });
-        let seen = traffic
-            .wait_seen(T)
-            .unwrap_or_else(|| panic!("{style:?}: green never served: {}", rig.diag()));
-        assert_visible(
+        rig.route_to(
+            &traffic,
+            "green",
+            rds,
             &format!("{style:?}: the update after refusals"),
-            seen,
-            t0,
-            &rig,
         );
         let c = traffic.stop();
         assert_clean(&format!("{style:?}: refused empty lds.yaml/cds.yaml"), &c);
@@ -883,16 +816,14 @@ impl Rig {
             .collect();
         emu.apply(NS, CM, &pairs);
 
-        let args = |extra: &[&str]| loader_args_for(&emu.url(), &token, &out, extra);
-        let mut once = Loader::start(&tmp, &strs(&args(&["-onetime"])));
+        let args = || loader_args_for(&emu.url(), &token, &out);
+        let mut once = Loader::start(&tmp, &args().onetime());
         let status = once.wait(T).expect("the -onetime loader exits");
         assert!(status.success(), "{status:?}: {}", once.log());
         assert_eq!(read_text(&out), files, "-onetime wrote every key");
 
         let watches = watch_requests(&emu);
-        let mut watch = vec!["-watch"];
-        watch.extend_from_slice(loader_args);
-        let loader = Loader::start(&tmp, &strs(&args(&watch)));
+        let loader = Loader::start(&tmp, &args().flags(&["-watch"]).flags(loader_args));
         assert!(
             wait_until(T, || watch_requests(&emu) > watches),
             "the loader watches: {}",
@@ -921,15 +852,28 @@ impl Rig {
         rig
     }
 
+    /// [`Rig::start`] with a steady client through Envoy, returned once blue has answered
+    /// it `answers` times.
+    fn with_traffic(bin: &Path, style: Style, tag: &str, answers: u64) -> (Rig, Traffic) {
+        let rig = Rig::start(bin, style, tag, &[]);
+        let traffic = Traffic::start(rig.envoy.port);
+        assert!(
+            traffic.wait_for(T, |c| c.per("blue") >= answers),
+            "steady blue traffic: {}",
+            rig.diag()
+        );
+        (rig, traffic)
+    }
+
     /// Replaces the watcher by one started with `-watch` and `extra`; returns once it
     /// watches.
     fn restart_loader(&mut self, extra: &[&str]) {
         self.loader.kill9();
         let watches = watch_requests(&self.emu);
-        let mut args = vec!["-watch"];
-        args.extend_from_slice(extra);
-        let args = loader_args_for(&self.emu.url(), &self.token, &self.out, &args);
-        self.loader = Loader::start(&self.tmp, &strs(&args));
+        let args = loader_args_for(&self.emu.url(), &self.token, &self.out)
+            .flags(&["-watch"])
+            .flags(extra);
+        self.loader = Loader::start(&self.tmp, &args);
         assert!(
             wait_until(T, || watch_requests(&self.emu) > watches),
             "the loader watches: {}",
@@ -948,6 +892,21 @@ impl Rig {
             .collect();
         self.emu.apply(NS, CM, &pairs);
         self.files = files;
+    }
+
+    /// Routes the client's traffic to `backend` by the update of rds.yaml to `rds`; returns
+    /// how long after the update Envoy served `backend`, failing past [`VISIBLE_WITHIN`]
+    /// (`what` names the change in messages).
+    fn route_to(&mut self, traffic: &Traffic, backend: &str, rds: String, what: &str) -> Duration {
+        traffic.expect(backend);
+        let t0 = Instant::now();
+        self.update(|f| {
+            f.insert("rds.yaml".into(), rds);
+        });
+        let seen = traffic
+            .wait_seen(T)
+            .unwrap_or_else(|| panic!("{what}: {backend} never served: {}", self.diag()));
+        assert_visible(what, seen, t0, self)
     }
 
     /// How many snapshots the current watcher wrote.
@@ -993,12 +952,12 @@ impl Rig {
     }
 }
 
-fn loader_args_for(url: &str, token: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a = api_args(url, token);
-    a.extend(["-configmap", CM, "-namespace", NS, "-output-dir"].map(String::from));
-    a.push(out.display().to_string());
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+/// The canary ConfigMap from the emulator at `url`, written to `out`, without the mode.
+fn loader_args_for(url: &str, token: &Path, out: &Path) -> Args {
+    Args::new(url, token)
+        .configmap(CM)
+        .namespace(NS)
+        .output(out)
 }
 
 /// Watch requests the emulator has received.
@@ -1008,10 +967,6 @@ fn watch_requests(emu: &Emulator) -> usize {
 
 fn running(loader: &mut Loader) -> bool {
     matches!(loader.child.try_wait(), Ok(None))
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 fn exists(p: &Path) -> bool {

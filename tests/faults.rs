@@ -3,16 +3,16 @@
 //! gone. API faults come from the emulator's switches; disk faults from a small tmpfs
 //! (root only, as in CI); health and metrics are read over `-listen`.
 
-mod common;
 #[path = "emulator/mod.rs"]
 mod emulator;
+mod support;
 
-use common::*;
 use emulator::{Emulator, Fault, Options};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use support::*;
 
 const T: Duration = Duration::from_secs(15);
 
@@ -23,34 +23,25 @@ fn emu() -> Emulator {
     })
 }
 
-fn watch_args(emu: &Emulator, token: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a = api_args(&emu.url(), token);
-    a.extend(
-        [
-            "-configmap",
-            "envoy",
-            "-namespace",
-            "default",
-            "-watch",
-            "-watch-timeout",
-            "2s",
-            "-output-dir",
-        ]
-        .map(String::from),
-    );
-    a.push(out.display().to_string());
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+/// ConfigMap `envoy` in `default` written to `out`, without the mode.
+fn envoy_args(emu: &Emulator, token: &Path, out: &Path) -> Args {
+    Args::new(&emu.url(), token)
+        .configmap("envoy")
+        .namespace("default")
+        .output(out)
+}
+
+/// The same with `-watch` and a short watch timeout for tests.
+fn watch_args(emu: &Emulator, token: &Path, out: &Path) -> Args {
+    envoy_args(emu, token, out).watch("2s")
 }
 
 #[test]
 fn broken_streams_never_lose_an_update() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("streams");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    let (tmp, token, out) = workdir("streams");
+    let l = Loader::start(&tmp, &watch_args(&emu, &token, &out));
     converges(&l, &out, &[("k", "0")]);
     let faults = [
         (Fault::TruncateNextEvent, "truncated event"),
@@ -105,10 +96,8 @@ const LINE_CAP: usize = 4 << 20;
 fn one_padded_event(line: usize) -> (u64, bool, String) {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("huge");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    let (tmp, token, out) = workdir("huge");
+    let l = Loader::start(&tmp, &watch_args(&emu, &token, &out));
     converges(&l, &out, &[("k", "0")]);
     assert!(wait_until(T, || emu.open_watches() >= 1));
     let watches = emu.requests().iter().filter(|r| r.watch).count();
@@ -156,10 +145,8 @@ fn event_lines_up_to_the_cap_are_taken_longer_ones_refused_with_bounded_memory()
 fn api_errors_back_off_and_recover() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("api-errors");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    let (tmp, token, out) = workdir("api-errors");
+    let l = Loader::start(&tmp, &watch_args(&emu, &token, &out));
     converges(&l, &out, &[("k", "0")]);
     for (i, code) in [429u16, 500, 503, 410].into_iter().enumerate() {
         assert!(wait_until(T, || emu.open_watches() >= 1), "{code}");
@@ -188,10 +175,8 @@ fn retry_after_is_honoured_above_the_backoff() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
     emu.fail_next_retry_after(1, 503, 4);
-    let tmp = TempDir::new("retry-after");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    let (tmp, token, out) = workdir("retry-after");
+    let l = Loader::start(&tmp, &watch_args(&emu, &token, &out));
     converges(&l, &out, &[("k", "0")]);
     let recs = emu.requests();
     let (first, second) = (&recs[0], &recs[1]);
@@ -212,10 +197,8 @@ fn retry_after_is_honoured_above_the_backoff() {
 fn server_restart_that_loses_history_relists_and_converges() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("restart");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    let (tmp, token, out) = workdir("restart");
+    let l = Loader::start(&tmp, &watch_args(&emu, &token, &out));
     converges(&l, &out, &[("k", "0")]);
     assert!(wait_until(T, || emu.open_watches() >= 1));
     let before = emu.requests().len();
@@ -261,9 +244,7 @@ fn server_restart_that_loses_history_relists_and_converges() {
 fn tls_failure_then_a_rotated_ca_bundle() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("tls");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("tls");
     // the CA bundle as the kubelet mounts it: ca.crt -> ..data/ca.crt, swapped by rename
     let sa = tmp.join("sa");
     let install = |version: &str, pem: &str| {
@@ -280,10 +261,9 @@ fn tls_failure_then_a_rotated_ca_bundle() {
     };
     let old_ca = std::fs::read_to_string(Emulator::ca_file()).unwrap();
     install("..v1", &old_ca);
-    let mut args = watch_args(&emu, &token, &out, &[]);
-    let i = args.iter().position(|a| a == "-ca-file").unwrap();
-    args[i + 1] = sa.join("ca.crt").display().to_string();
-    let l = start(&tmp, &args);
+    let args =
+        watch_args(&emu, &token, &out).set("-ca-file", &sa.join("ca.crt").display().to_string());
+    let l = Loader::start(&tmp, &args);
     converges(&l, &out, &[("k", "0")]);
     // The files come from the list; the watch that follows must be open before it is
     // dropped, or it would start after the drop and deliver the next change.
@@ -305,13 +285,11 @@ fn tls_failure_then_a_rotated_ca_bundle() {
 fn silent_connection_is_noticed_replaced_and_reported_by_healthz() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("silent");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let mut args = watch_args(&emu, &token, &out, &["-listen", "127.0.0.1:0"]);
-    let i = args.iter().position(|a| a == "2s").unwrap();
-    args[i] = "1s".into();
-    let l = start(&tmp, &args);
+    let (tmp, token, out) = workdir("silent");
+    let args = envoy_args(&emu, &token, &out)
+        .watch("1s")
+        .listen("127.0.0.1:0");
+    let l = Loader::start(&tmp, &args);
     let addr = listen_addr(&l);
     converges(&l, &out, &[("k", "0")]);
     assert!(wait_until(T, || get(&addr, "/readyz").0 == 200));
@@ -362,10 +340,7 @@ fn silent_connection_is_noticed_replaced_and_reported_by_healthz() {
         "POST /metrics HTTP/1.1\r\n\r\n",
         "GET /x HTTP/1.1\r\n\r\n",
     ] {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.write_all(junk.as_bytes()).unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
+        let r = exchange(&addr, junk.as_bytes()).unwrap();
         assert!(r.starts_with("HTTP/1.1 4"), "{junk:?} -> {r}");
     }
     assert_eq!(get(&addr, "/healthz").0, 200);
@@ -426,10 +401,7 @@ fn full_and_read_only_disks_keep_the_last_snapshot_and_retry() {
         return;
     };
     let out = mnt.join("current");
-    let l = start(
-        &tmp,
-        &watch_args(&emu, &token, &out, &["-listen", "127.0.0.1:0"]),
-    );
+    let l = Loader::start(&tmp, &watch_args(&emu, &token, &out).listen("127.0.0.1:0"));
     let addr = listen_addr(&l);
     converges(&l, &out, &[("a", "small"), ("b", "small")]);
 
@@ -439,14 +411,7 @@ fn full_and_read_only_disks_keep_the_last_snapshot_and_retry() {
     assert!(l.wait_log("No space left on device", T), "{}", l.log());
     assert_eq!(read_text(&out), text(&[("a", "small"), ("b", "small")]));
     assert_consistent(&out);
-    let versions = || {
-        std::fs::read_dir(&out)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("..2"))
-            .count()
-    };
-    assert_eq!(versions(), 1, "the partial version was removed");
+    assert_eq!(versions(&out).len(), 1, "the partial version was removed");
     assert!(wait_until(T, || metric(
         &addr,
         "envoy_xds_loader_snapshot_errors_total{kind=\"write\"}"
@@ -476,7 +441,7 @@ fn a_kubelet_style_token_rotation_with_the_old_token_revoked() {
     std::os::unix::fs::symlink("..v1", sa.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/token", sa.join("token")).unwrap();
     let out = tmp.join("out");
-    let l = start(&tmp, &watch_args(&emu, &sa.join("token"), &out, &[]));
+    let l = Loader::start(&tmp, &watch_args(&emu, &sa.join("token"), &out));
     converges(&l, &out, &[("k", "0")]);
     // the kubelet writes a new token and swaps ..data; the old one is revoked
     std::fs::create_dir_all(sa.join("..v2")).unwrap();
@@ -504,10 +469,8 @@ fn a_kubelet_style_token_rotation_with_the_old_token_revoked() {
 fn an_endless_410_gets_at_most_a_list_a_second() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("endless-410");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(&tmp, &watch_args(&emu, &token, &out, &[]));
+    let (tmp, token, out) = workdir("endless-410");
+    let l = Loader::start(&tmp, &watch_args(&emu, &token, &out));
     converges(&l, &out, &[("k", "0")]);
     assert!(wait_until(T, || emu.open_watches() >= 1));
     let lists = || emu.requests().iter().filter(|r| r.is_list()).count();
@@ -524,12 +487,7 @@ fn an_endless_410_gets_at_most_a_list_a_second() {
     assert!((2..=10).contains(&n), "{n} lists in {window:?} of 410s");
     emu.set_expire_every_watch(false);
     emu.apply("default", "envoy", &[("k", "1")]);
-    assert!(
-        wait_until(Duration::from_secs(45), || read_text(&out)
-            == text(&[("k", "1")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(Duration::from_secs(45), &l, &out, &[("k", "1")]);
 }
 
 /// With the default flags (-watch-timeout 5m: watches of 5-10 min), a connection that
@@ -540,25 +498,11 @@ fn an_endless_410_gets_at_most_a_list_a_second() {
 fn a_silent_connection_with_default_flags_is_replaced_within_150_s() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("silent-default");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let mut a = api_args(&emu.url(), &token);
-    a.extend(
-        [
-            "-configmap",
-            "envoy",
-            "-namespace",
-            "default",
-            "-watch",
-            "-listen",
-            "127.0.0.1:0",
-            "-output-dir",
-        ]
-        .map(String::from),
-    );
-    a.push(out.display().to_string());
-    let l = start(&tmp, &a);
+    let (tmp, token, out) = workdir("silent-default");
+    let a = envoy_args(&emu, &token, &out)
+        .flags(&["-watch"])
+        .listen("127.0.0.1:0");
+    let l = Loader::start(&tmp, &a);
     let addr = listen_addr(&l);
     converges(&l, &out, &[("k", "0")]);
     assert!(wait_until(T, || emu.open_watches() == 1));

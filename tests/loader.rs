@@ -1,16 +1,16 @@
 //! The real loader binary against the Kubernetes API emulator: one-shot, watch, merges,
 //! relists, reconnects, token rotation, crashes, hostile keys, dry-run, plain http.
 
-mod common;
 #[path = "emulator/mod.rs"]
 mod emulator;
+mod support;
 
-use common::*;
 use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
+use support::*;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -21,24 +21,21 @@ fn emu() -> Emulator {
     })
 }
 
-/// The loader's args for the emulator at `url`, then `flags`, then `-output-dir out`.
-fn loader_args(url: &str, token: &Path, out: &Path, flags: &[&str]) -> Vec<String> {
-    let mut a = api_args(url, token);
-    a.extend(flags.iter().map(|s| s.to_string()));
-    a.push("-output-dir".into());
-    a.push(out.display().to_string());
-    a
+/// ConfigMap `envoy` in `default`, from the emulator at `url`, written to `out`.
+fn envoy_args(url: &str, token: &Path, out: &Path) -> Args {
+    Args::new(url, token)
+        .configmap("envoy")
+        .namespace("default")
+        .output(out)
 }
 
-/// `-watch` args with short timeouts for tests.
-fn watch_args(url: &str, token: &Path, out: &Path, cms: &[&str]) -> Vec<String> {
-    let mut flags: Vec<&str> = cms.iter().flat_map(|cm| ["-configmap", cm]).collect();
-    flags.extend(["-namespace", "default", "-watch", "-watch-timeout", "3s"]);
-    loader_args(url, token, out, &flags)
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+/// `-watch` on `cms` in `default` with a short watch timeout for tests, written to `out`.
+fn watch_args(url: &str, token: &Path, out: &Path, cms: &[&str]) -> Args {
+    Args::new(url, token)
+        .configmaps(cms)
+        .namespace("default")
+        .watch("3s")
+        .output(out)
 }
 
 /// What a real API server judges in every request the loader made: each list and watch
@@ -96,16 +93,9 @@ fn onetime_writes_every_key_and_exits_0() {
         "envoy",
         &[("lds.yaml", "listeners\n"), ("cds.yaml", "clusters\n")],
     );
-    let tmp = TempDir::new("onetime");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let a = loader_args(
-        &emu.url(),
-        &token,
-        &out,
-        &["-configmap", "envoy", "-namespace", "default", "-onetime"],
-    );
-    let mut l = Loader::start(&tmp, &strs(&a));
+    let (tmp, token, out) = workdir("onetime");
+    let a = envoy_args(&emu.url(), &token, &out).onetime();
+    let mut l = Loader::start(&tmp, &a);
     let status = l.wait(T).expect("exits");
     assert!(status.success(), "{status:?}\n{}", l.log());
     assert_eq!(
@@ -129,36 +119,27 @@ fn onetime_failures_exit_1_naming_the_object_and_cause() {
     std::fs::write(&bad, "nope").unwrap();
     let out = tmp.join("out");
     let other_ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/other-ca.pem");
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let api = || Args::new(&emu.url(), &good);
+    // (a second -token-file or -ca-file counts over the first)
+    let cases = [
         (
-            vec!["-configmap".into(), "missing".into()],
+            api().configmap("missing"),
             "msg=\"not found\" object=\"configmap default/missing\"",
         ),
         (
-            vec![
-                "-configmap".into(),
-                "envoy".into(),
-                "-token-file".into(),
-                bad.display().to_string(),
-            ],
+            api()
+                .configmap("envoy")
+                .value("-token-file", &bad.display().to_string()),
             "401",
         ),
         (
-            vec![
-                "-configmap".into(),
-                "envoy".into(),
-                "-ca-file".into(),
-                other_ca.into(),
-            ],
+            api().configmap("envoy").value("-ca-file", other_ca),
             "UnknownIssuer",
         ),
     ];
-    for (extra, want) in cases {
-        let mut a = api_args(&emu.url(), &good);
-        a.extend(extra);
-        a.extend(["-namespace", "default", "-onetime", "-output-dir"].map(String::from));
-        a.push(out.display().to_string());
-        let mut l = Loader::start(&tmp, &strs(&a));
+    for (a, want) in cases {
+        let a = a.namespace("default").onetime().output(&out);
+        let mut l = Loader::start(&tmp, &a);
         let status = l.wait(T).expect("exits");
         assert_eq!(status.code(), Some(1), "{want}: {}", l.log());
         let log = l.log();
@@ -183,37 +164,17 @@ fn onetime_failures_exit_1_naming_the_object_and_cause() {
 fn watch_follows_updates_adds_removes_and_skips_no_ops() {
     let emu = emu();
     emu.apply("default", "envoy", &[("a.yaml", "1"), ("b.yaml", "2")]);
-    let tmp = TempDir::new("watch");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = Loader::start(
-        &tmp,
-        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
-    );
-    assert!(
-        wait_until(T, || read_text(&out)
-            == text(&[("a.yaml", "1"), ("b.yaml", "2")])),
-        "{}",
-        l.log()
-    );
+    let (tmp, token, out) = workdir("watch");
+    let l = Loader::start(&tmp, &watch_args(&emu.url(), &token, &out, &["envoy"]));
+    assert_files_within(T, &l, &out, &[("a.yaml", "1"), ("b.yaml", "2")]);
 
     // changed value
     emu.apply("default", "envoy", &[("a.yaml", "1b"), ("b.yaml", "2")]);
-    assert!(
-        wait_until(T, || read_text(&out)
-            == text(&[("a.yaml", "1b"), ("b.yaml", "2")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("a.yaml", "1b"), ("b.yaml", "2")]);
     assert_consistent(&out);
     // added and removed keys
     emu.apply("default", "envoy", &[("a.yaml", "1b"), ("c.yaml", "3")]);
-    assert!(
-        wait_until(T, || read_text(&out)
-            == text(&[("a.yaml", "1b"), ("c.yaml", "3")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("a.yaml", "1b"), ("c.yaml", "3")]);
     assert_consistent(&out);
     assert!(
         std::fs::symlink_metadata(out.join("b.yaml")).is_err(),
@@ -234,12 +195,7 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
     // of writes says it wrote nothing
     emu.touch("default", "envoy").expect("exists");
     emu.apply("default", "envoy", &[("a.yaml", "1c"), ("c.yaml", "3")]);
-    assert!(
-        wait_until(T, || read_text(&out)
-            == text(&[("a.yaml", "1c"), ("c.yaml", "3")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("a.yaml", "1c"), ("c.yaml", "3")]);
     assert_eq!(
         l.log().matches("snapshot written").count(),
         writes + 1,
@@ -256,18 +212,9 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
     );
     assert_eq!(read_text(&out), text(&[("a.yaml", "1c"), ("c.yaml", "3")]));
     emu.apply("default", "envoy", &[("d.yaml", "4")]);
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("d.yaml", "4")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("d.yaml", "4")]);
     assert_consistent(&out);
-    let versions = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("..2"))
-        .count();
-    assert_eq!(versions, 1, "old versions removed");
+    assert_eq!(versions(&out).len(), 1, "old versions removed");
     assert_ne!(data_target(&out), before, "the later changes were written");
     assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
 }
@@ -282,16 +229,12 @@ fn binary_data_is_written_byte_for_byte() {
         BTreeMap::from([("text".to_string(), "héllo\n\"q\"\t\\".to_string())]),
         BTreeMap::from([("blob.bin".to_string(), blob.clone())]),
     );
-    let tmp = TempDir::new("binary");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let a = loader_args(
-        &emu.url(),
-        &token,
-        &out,
-        &["-configmap", "default/bin", "-onetime"],
-    );
-    let mut l = Loader::start(&tmp, &strs(&a));
+    let (tmp, token, out) = workdir("binary");
+    let a = Args::new(&emu.url(), &token)
+        .configmap("default/bin")
+        .onetime()
+        .output(&out);
+    let mut l = Loader::start(&tmp, &a);
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     let snap = read_snapshot(&out);
     assert_eq!(snap["blob.bin"], blob);
@@ -303,19 +246,12 @@ fn two_configmaps_merge_and_a_collision_is_refused() {
     let emu = emu();
     emu.apply("default", "one", &[("lds.yaml", "L")]);
     emu.apply("other", "two", &[("cds.yaml", "C")]);
-    let tmp = TempDir::new("merge");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("merge");
     let l = Loader::start(
         &tmp,
-        &strs(&watch_args(&emu.url(), &token, &out, &["one", "other/two"])),
+        &watch_args(&emu.url(), &token, &out, &["one", "other/two"]),
     );
-    assert!(
-        wait_until(T, || read_text(&out)
-            == text(&[("lds.yaml", "L"), ("cds.yaml", "C")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("lds.yaml", "L"), ("cds.yaml", "C")]);
     emu.apply("other", "two", &[("cds.yaml", "C2"), ("lds.yaml", "clash")]);
     assert!(
         l.wait_log("is also in configmap default/one, which had it first", T),
@@ -328,12 +264,7 @@ fn two_configmaps_merge_and_a_collision_is_refused() {
         "last files stay"
     );
     emu.apply("other", "two", &[("cds.yaml", "C3")]);
-    assert!(
-        wait_until(T, || read_text(&out)
-            == text(&[("lds.yaml", "L"), ("cds.yaml", "C3")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("lds.yaml", "L"), ("cds.yaml", "C3")]);
     let refusal = l
         .log()
         .lines()
@@ -351,18 +282,9 @@ fn two_configmaps_merge_and_a_collision_is_refused() {
 fn relists_after_too_old_and_reconnects_after_drops() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "1")]);
-    let tmp = TempDir::new("relist");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = Loader::start(
-        &tmp,
-        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
-    );
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("k", "1")])),
-        "{}",
-        l.log()
-    );
+    let (tmp, token, out) = workdir("relist");
+    let l = Loader::start(&tmp, &watch_args(&emu.url(), &token, &out, &["envoy"]));
+    assert_files_within(T, &l, &out, &[("k", "1")]);
     let lists = |e: &Emulator| {
         e.requests()
             .iter()
@@ -385,11 +307,7 @@ fn relists_after_too_old_and_reconnects_after_drops() {
         "a relist happened"
     );
     emu.apply("default", "envoy", &[("k", "2")]);
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("k", "2")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("k", "2")]);
 
     // HTTP 410 on the next watch request
     assert!(wait_until(T, || emu.open_watches() == 1));
@@ -406,22 +324,13 @@ fn relists_after_too_old_and_reconnects_after_drops() {
     assert!(wait_until(T, || emu.open_watches() == 1));
     emu.drop_watches();
     emu.apply("default", "envoy", &[("k", "3")]);
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("k", "3")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("k", "3")]);
 
     // 500s: back off and come back
     emu.fail_next(2, 500);
     emu.drop_watches();
     emu.apply("default", "envoy", &[("k", "4")]);
-    assert!(
-        wait_until(Duration::from_secs(15), || read_text(&out)
-            == text(&[("k", "4")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(Duration::from_secs(15), &l, &out, &[("k", "4")]);
     assert_consistent(&out);
     assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
 }
@@ -435,18 +344,9 @@ fn watch_streams_split_or_coalesced_across_chunks() {
             ..Options::default()
         });
         emu.apply("default", "envoy", &[("k", "0")]);
-        let tmp = TempDir::new("chunks");
-        let token = write_token(&tmp, TOKEN);
-        let out = tmp.join("out");
-        let l = Loader::start(
-            &tmp,
-            &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
-        );
-        assert!(
-            wait_until(T, || read_text(&out) == text(&[("k", "0")])),
-            "{}",
-            l.log()
-        );
+        let (tmp, token, out) = workdir("chunks");
+        let l = Loader::start(&tmp, &watch_args(&emu.url(), &token, &out, &["envoy"]));
+        assert_files_within(T, &l, &out, &[("k", "0")]);
         for i in 1..=20 {
             emu.apply(
                 "default",
@@ -469,18 +369,9 @@ fn watch_streams_split_or_coalesced_across_chunks() {
 fn a_new_token_is_read_after_a_401() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "1")]);
-    let tmp = TempDir::new("token");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = Loader::start(
-        &tmp,
-        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
-    );
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("k", "1")])),
-        "{}",
-        l.log()
-    );
+    let (tmp, token, out) = workdir("token");
+    let l = Loader::start(&tmp, &watch_args(&emu.url(), &token, &out, &["envoy"]));
+    assert_files_within(T, &l, &out, &[("k", "1")]);
     // the old token is revoked and the kubelet writes a new one (symlink swap, like its volumes)
     emu.set_tokens(&["rotated-token"]);
     emu.drop_watches();
@@ -493,12 +384,7 @@ fn a_new_token_is_read_after_a_401() {
     std::fs::write(&newfile, "rotated-token\n").unwrap();
     std::fs::rename(&newfile, &token).unwrap();
     emu.apply("default", "envoy", &[("k", "2")]);
-    assert!(
-        wait_until(Duration::from_secs(15), || read_text(&out)
-            == text(&[("k", "2")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(Duration::from_secs(15), &l, &out, &[("k", "2")]);
     assert!(!l.log().contains("rotated-token") && !l.log().contains(TOKEN));
 }
 
@@ -506,13 +392,11 @@ fn a_new_token_is_read_after_a_401() {
 fn kill_9_then_restart_converges_and_sweeps() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("kill");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("kill");
     let args = watch_args(&emu.url(), &token, &out, &["envoy"]);
     let mut rng = 0x2545_f491u64;
     for round in 1..=15 {
-        let mut l = Loader::start(&tmp, &strs(&args));
+        let mut l = Loader::start(&tmp, &args);
         // a burst of updates, and a kill at a pseudo-random moment inside it
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -546,12 +430,8 @@ fn kill_9_then_restart_converges_and_sweeps() {
     }
     // a final run converges to the API server's state and leaves no leftovers
     emu.apply("default", "envoy", &[("final", "yes")]);
-    let l = Loader::start(&tmp, &strs(&args));
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("final", "yes")])),
-        "{}",
-        l.log()
-    );
+    let l = Loader::start(&tmp, &args);
+    assert_files_within(T, &l, &out, &[("final", "yes")]);
     assert_consistent(&out);
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -574,18 +454,9 @@ fn kill_9_then_restart_converges_and_sweeps() {
 fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
     let emu = emu();
     emu.apply("default", "envoy", &[("good", "1")]);
-    let tmp = TempDir::new("hostile");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = Loader::start(
-        &tmp,
-        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
-    );
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("good", "1")])),
-        "{}",
-        l.log()
-    );
+    let (tmp, token, out) = workdir("hostile");
+    let l = Loader::start(&tmp, &watch_args(&emu.url(), &token, &out, &["envoy"]));
+    assert_files_within(T, &l, &out, &[("good", "1")]);
     let long = "k".repeat(300);
     let hostile = [
         r#"{"data":{"good":"2","../escaped-key":"evil"}}"#.to_string(),
@@ -649,11 +520,7 @@ fn hostile_keys_are_refused_as_a_whole_and_nothing_escapes() {
     );
     // the next good update is applied
     emu.apply("default", "envoy", &[("good", "3")]);
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("good", "3")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("good", "3")]);
 }
 
 #[test]
@@ -664,23 +531,11 @@ fn dry_run_prints_and_touches_nothing() {
         "envoy",
         &[("lds.yaml", "listeners: 1\n"), ("x", "no newline")],
     );
-    let tmp = TempDir::new("dry");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let a = loader_args(
-        &emu.url(),
-        &token,
-        &out,
-        &[
-            "-configmap",
-            "envoy",
-            "-namespace",
-            "default",
-            "-onetime",
-            "-dry-run",
-        ],
-    );
-    let mut l = Loader::start(&tmp, &strs(&a));
+    let (tmp, token, out) = workdir("dry");
+    let a = envoy_args(&emu.url(), &token, &out)
+        .onetime()
+        .flags(&["-dry-run"]);
+    let mut l = Loader::start(&tmp, &a);
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     assert_eq!(
         l.stdout(),
@@ -696,17 +551,10 @@ fn plain_http_like_kubectl_proxy() {
         ..Options::default()
     });
     emu.apply("default", "envoy", &[("k", "v")]);
-    let tmp = TempDir::new("http");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("http");
     assert!(emu.url().starts_with("http://"));
-    let a = loader_args(
-        &emu.url(),
-        &token,
-        &out,
-        &["-configmap", "envoy", "-namespace", "default", "-onetime"],
-    );
-    let mut l = Loader::start(&tmp, &strs(&a));
+    let a = envoy_args(&emu.url(), &token, &out).onetime();
+    let mut l = Loader::start(&tmp, &a);
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     assert_eq!(read_text(&out), text(&[("k", "v")]));
 }
@@ -715,22 +563,14 @@ fn plain_http_like_kubectl_proxy() {
 fn sigterm_exits_0_promptly() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "v")]);
-    let tmp = TempDir::new("sigterm");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("sigterm");
     for sig in ["TERM", "INT"] {
         // A long watch: exiting promptly means not waiting for it to end.
-        let mut args = watch_args(&emu.url(), &token, &out, &["envoy"]);
-        let i = args.iter().position(|a| a == "3s").unwrap();
-        args[i] = "60s".into();
-        let mut l = Loader::start(&tmp, &strs(&args));
+        let args = watch_args(&emu.url(), &token, &out, &["envoy"]).set("-watch-timeout", "60s");
+        let mut l = Loader::start(&tmp, &args);
         // handlers are installed before the "starting" line
         assert!(l.wait_log("msg=\"starting\"", T), "{}", l.log());
-        assert!(
-            wait_until(T, || read_text(&out) == text(&[("k", "v")])),
-            "{}",
-            l.log()
-        );
+        assert_files_within(T, &l, &out, &[("k", "v")]);
         assert!(wait_until(T, || emu.open_watches() >= 1));
         l.signal(sig);
         let status = l
@@ -775,7 +615,7 @@ fn usage_errors_exit_2_and_name_the_flag() {
         assert_eq!(l.wait(T).unwrap().code(), Some(2));
         assert!(l.log().contains(want), "{}", l.log());
     }
-    let mut l = Loader::start(&tmp, &["-h"]);
+    let mut l = Loader::start(&tmp, ["-h"]);
     assert_eq!(l.wait(T).unwrap().code(), Some(0));
     assert!(l.stdout().contains("-configmap NAME"));
 }
@@ -784,28 +624,10 @@ fn usage_errors_exit_2_and_name_the_flag() {
 fn poll_mode_rewrites_only_on_change() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "1")]);
-    let tmp = TempDir::new("poll");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let a = loader_args(
-        &emu.url(),
-        &token,
-        &out,
-        &[
-            "-configmap",
-            "envoy",
-            "-namespace",
-            "default",
-            "-sync-interval",
-            "200ms",
-        ],
-    );
-    let l = Loader::start(&tmp, &strs(&a));
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("k", "1")])),
-        "{}",
-        l.log()
-    );
+    let (tmp, token, out) = workdir("poll");
+    let a = envoy_args(&emu.url(), &token, &out).value("-sync-interval", "200ms");
+    let l = Loader::start(&tmp, &a);
+    assert_files_within(T, &l, &out, &[("k", "1")]);
     let before = data_target(&out);
     let lists = || emu.requests().iter().filter(|r| r.is_list()).count();
     let polled = lists();
@@ -818,11 +640,7 @@ fn poll_mode_rewrites_only_on_change() {
     assert_eq!(l.log().matches("snapshot written").count(), 1);
     assert_requests_are_what_a_server_allows(&emu, &["envoy"], 1);
     emu.apply("default", "envoy", &[("k", "2")]);
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("k", "2")])),
-        "{}",
-        l.log()
-    );
+    assert_files_within(T, &l, &out, &[("k", "2")]);
 }
 
 #[test]
@@ -835,24 +653,9 @@ fn secrets_are_decoded_and_merged_with_configmaps() {
         "tls",
         &[("tls.key", &key), ("tls.crt", b"CERT\n")],
     );
-    let tmp = TempDir::new("secret");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let a = loader_args(
-        &emu.url(),
-        &token,
-        &out,
-        &[
-            "-configmap",
-            "envoy",
-            "-secret",
-            "tls",
-            "-namespace",
-            "default",
-            "-onetime",
-        ],
-    );
-    let mut l = Loader::start(&tmp, &strs(&a));
+    let (tmp, token, out) = workdir("secret");
+    let a = envoy_args(&emu.url(), &token, &out).secret("tls").onetime();
+    let mut l = Loader::start(&tmp, &a);
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     let snap = read_snapshot(&out);
     assert_eq!(snap["tls.key"], key);
@@ -876,20 +679,17 @@ fn modes_are_0755_and_0644_or_the_file_mode_whatever_the_umask() {
         .into_iter()
         .chain([("022", 0o440, Some("0440")), ("077", 0o640, Some("640"))]);
     for (umask, want, file_mode) in runs {
-        let tmp = TempDir::new("umask");
-        let token = write_token(&tmp, TOKEN);
-        let out = tmp.join("out");
-        let mut flags = vec!["-configmap", "envoy", "-namespace", "default", "-onetime"];
+        let (_tmp, token, out) = workdir("umask");
+        let mut a = envoy_args(&emu.url(), &token, &out).onetime();
         if let Some(m) = file_mode {
-            flags.extend(["-file-mode", m]);
+            a = a.value("-file-mode", m);
         }
-        let a = loader_args(&emu.url(), &token, &out, &flags);
         let status = std::process::Command::new("sh")
             .arg("-c")
             .arg("umask \"$1\" && shift && exec \"$@\"")
             .arg("sh")
             .arg(umask)
-            .arg(BIN)
+            .arg(loader_bin())
             .args(&a)
             .stderr(std::process::Stdio::null())
             .status()
@@ -920,17 +720,9 @@ fn requests_resume_from_the_last_version_and_relist_only_when_too_old() {
     });
     emu.grant_only(TOKEN, emulator::Kind::ConfigMap, "default", &["envoy"]);
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("pinned");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let mut flags = vec!["-configmap", "envoy", "-namespace", "default", "-watch"];
-    flags.extend(["-watch-timeout", "2s"]);
-    let l = Loader::start(&tmp, &strs(&loader_args(&emu.url(), &token, &out, &flags)));
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("k", "0")])),
-        "{}",
-        l.log()
-    );
+    let (tmp, token, out) = workdir("pinned");
+    let l = Loader::start(&tmp, &envoy_args(&emu.url(), &token, &out).watch("2s"));
+    assert_files_within(T, &l, &out, &[("k", "0")]);
     let lists = || emu.requests().iter().filter(|r| r.is_list()).count();
     let watches = || emu.requests().iter().filter(|r| r.watch).count();
     let slow = Duration::from_secs(20);
@@ -1043,23 +835,16 @@ fn a_second_loader_on_the_same_directory_exits_1_and_writes_nothing() {
     let emu = emu();
     emu.apply("default", "envoy", &[("lds.yaml", "L")]);
     emu.apply_secret("default", "tls", &[("tls.crt", b"CERT")]);
-    let tmp = TempDir::new("two-writers");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let mut first = Loader::start(
-        &tmp,
-        &strs(&watch_args(&emu.url(), &token, &out, &["envoy"])),
-    );
-    assert!(
-        wait_until(T, || read_text(&out) == text(&[("lds.yaml", "L")])),
-        "{}",
-        first.log()
-    );
+    let (tmp, token, out) = workdir("two-writers");
+    let mut first = Loader::start(&tmp, &watch_args(&emu.url(), &token, &out, &["envoy"]));
+    assert_files_within(T, &first, &out, &[("lds.yaml", "L")]);
     let version = data_target(&out);
-    let mut flags = vec!["-secret", "tls", "-namespace", "default", "-watch"];
-    flags.extend(["-watch-timeout", "3s"]);
-    let second_args = loader_args(&emu.url(), &token, &out, &flags);
-    let mut second = Loader::start(&tmp, &strs(&second_args));
+    let second_args = Args::new(&emu.url(), &token)
+        .secret("tls")
+        .namespace("default")
+        .watch("3s")
+        .output(&out);
+    let mut second = Loader::start(&tmp, &second_args);
     let status = second.wait(T).expect("the second loader exits");
     assert_eq!(status.code(), Some(1), "{}", second.log());
     let lock = out.join("..lock").display().to_string();
@@ -1081,7 +866,7 @@ fn a_second_loader_on_the_same_directory_exits_1_and_writes_nothing() {
     emu.apply("default", "envoy", &[("lds.yaml", "L2")]);
     assert!(wait_until(T, || read_text(&out) == text(&[("lds.yaml", "L2")])));
     first.kill9();
-    let third = Loader::start(&tmp, &strs(&second_args));
+    let third = Loader::start(&tmp, &second_args);
     assert!(
         wait_until(T, || read_text(&out) == text(&[("tls.crt", "CERT")])),
         "the next loader takes over: {}",
@@ -1099,11 +884,9 @@ fn onetime_retries_what_is_transient_and_fails_at_once_on_what_is_not() {
     let tmp = TempDir::new("onetime-retry");
     let token = write_token(&tmp, TOKEN);
     let run = |extra: &[&str], out: &str| {
-        let mut flags = vec!["-configmap", "envoy", "-namespace", "default", "-onetime"];
-        flags.extend(extra);
         let out = tmp.join(out);
-        let a = loader_args(&emu.url(), &token, &out, &flags);
-        let mut l = Loader::start(&tmp, &strs(&a));
+        let a = envoy_args(&emu.url(), &token, &out).onetime().flags(extra);
+        let mut l = Loader::start(&tmp, &a);
         let t0 = std::time::Instant::now();
         let status = l.wait(Duration::from_secs(30)).expect("exits");
         (status.code(), t0.elapsed(), l.log(), read_text(&out))
@@ -1183,10 +966,7 @@ fn a_missing_token_file_is_warned_about_once() {
     let tmp = TempDir::new("no-token");
     let out = tmp.join("out");
     let missing = tmp.join("no-such-token");
-    let l = Loader::start(
-        &tmp,
-        &strs(&watch_args(&emu.url(), &missing, &out, &["envoy"])),
-    );
+    let l = Loader::start(&tmp, &watch_args(&emu.url(), &missing, &out, &["envoy"]));
     assert!(
         wait_until(T, || emu.requests().len() >= 3),
         "three requests: {}",

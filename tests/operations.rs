@@ -4,15 +4,14 @@
 //! a refused version of one object freezes no other; a key that carried Listeners may not
 //! disappear; an object no longer followed loses its keys at the first write.
 
-mod common;
 #[path = "emulator/mod.rs"]
 mod emulator;
+mod support;
 
-use common::*;
 use emulator::{Emulator, Options};
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
+use support::*;
 
 const T: Duration = Duration::from_secs(15);
 const LDS: &str = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: ingress\n";
@@ -21,10 +20,7 @@ const CDS: &str = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis
 /// /readyz on the loader's health server: the status code (0: no answer).
 fn status(addr: &str) -> u16 {
     let req = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
-    exchange(addr, req)
-        .ok()
-        .and_then(|r| r.split(' ').nth(1).and_then(|c| c.parse().ok()))
-        .unwrap_or(0)
+    exchange(addr, req).map_or(0, |r| status_code(&r))
 }
 
 fn emu() -> Emulator {
@@ -35,27 +31,14 @@ fn emu() -> Emulator {
 }
 
 /// `-watch` on `cms` (in `default`), with a health server, writing to `out`.
-fn args(emu: &Emulator, token: &Path, out: &Path, cms: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut a = api_args(&emu.url(), token);
-    for cm in cms {
-        a.extend(["-configmap".to_string(), cm.to_string()]);
-    }
-    a.extend(
-        [
-            "-namespace",
-            "default",
-            "-watch",
-            "-watch-timeout",
-            "3s",
-            "-listen",
-            "127.0.0.1:0",
-            "-output-dir",
-        ]
-        .map(String::from),
-    );
-    a.push(out.display().to_string());
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+fn args(emu: &Emulator, token: &Path, out: &Path, cms: &[&str], extra: &[&str]) -> Args {
+    Args::new(&emu.url(), token)
+        .configmaps(cms)
+        .namespace("default")
+        .watch("3s")
+        .listen("127.0.0.1:0")
+        .output(out)
+        .flags(extra)
 }
 
 /// Two ConfigMaps; one is deleted while the sidecar is down (OOM, eviction), and the API
@@ -66,16 +49,14 @@ fn a_restart_with_one_configmap_deleted_is_ready_at_once_and_follows_the_other()
     let emu = emu();
     emu.apply("default", "a", &[("lds.yaml", LDS)]);
     emu.apply("default", "b", &[("cds.yaml", CDS)]);
-    let tmp = TempDir::new("restart-deleted");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("restart-deleted");
     let a = args(&emu, &token, &out, &["a", "b"], &[]);
-    let mut l = start(&tmp, &a);
+    let mut l = Loader::start(&tmp, &a);
     converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", CDS)]);
     l.kill9();
     emu.delete("default", "a");
     emu.set_down(true);
-    let l = start(&tmp, &a);
+    let l = Loader::start(&tmp, &a);
     let addr = listen_addr(&l);
     assert!(
         wait_until(Duration::from_secs(2), || status(&addr) == 200),
@@ -109,10 +90,8 @@ fn a_refused_configmap_freezes_no_other() {
     let emu = emu();
     emu.apply("default", "a", &[("lds.yaml", LDS)]);
     emu.apply("default", "b", &[("cds.yaml", CDS)]);
-    let tmp = TempDir::new("refused-neighbour");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
+    let (tmp, token, out) = workdir("refused-neighbour");
+    let l = Loader::start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
     let addr = listen_addr(&l);
     converges(&l, &out, &[("lds.yaml", LDS), ("cds.yaml", CDS)]);
     emu.apply(
@@ -135,10 +114,7 @@ fn a_refused_configmap_freezes_no_other() {
         "one line for the one refused version: {}",
         l.log()
     );
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-    let mut metrics = String::new();
-    s.read_to_string(&mut metrics).unwrap();
+    let metrics = exchange(&addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
     assert!(
         metrics.contains("envoy_xds_loader_snapshot_errors_total{kind=\"refused\"} 1\n"),
         "{metrics}"
@@ -162,7 +138,7 @@ fn a_key_that_carried_listeners_may_not_disappear_unless_allowed() {
         } else {
             &[]
         };
-        let l = start(&tmp, &args(&emu, &token, &out, &["a"], extra));
+        let l = Loader::start(&tmp, &args(&emu, &token, &out, &["a"], extra));
         converges(&l, &out, &[("lds.yaml", LDS), ("x", "1")]);
         emu.apply("default", "a", &[("x", "2")]);
         if allow {
@@ -186,13 +162,11 @@ fn an_object_no_longer_named_loses_its_keys_at_the_first_write() {
     let emu = emu();
     emu.apply("default", "a", &[("a.txt", "A")]);
     emu.apply("default", "b", &[("b.txt", "B")]);
-    let tmp = TempDir::new("dropped-object");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let mut l = start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
+    let (tmp, token, out) = workdir("dropped-object");
+    let mut l = Loader::start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
     converges(&l, &out, &[("a.txt", "A"), ("b.txt", "B")]);
     l.kill9();
-    let l = start(&tmp, &args(&emu, &token, &out, &["b"], &[]));
+    let l = Loader::start(&tmp, &args(&emu, &token, &out, &["b"], &[]));
     converges(&l, &out, &[("b.txt", "B")]);
     // (the log line follows the write's last step)
     assert!(

@@ -6,11 +6,10 @@
 //! and caps concurrent connections; the `-watch` safety-net check relists only when
 //! something differs.
 
-mod common;
 #[path = "emulator/mod.rs"]
 mod emulator;
+mod support;
 
-use common::*;
 use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,6 +17,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::*;
 
 const T: Duration = Duration::from_secs(15);
 
@@ -28,22 +28,12 @@ fn emu() -> Emulator {
     })
 }
 
-/// The loader's args for ConfigMap default/envoy written to `out`, plus the mode's `extra`.
-fn args(emu: &Emulator, token: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a = api_args(&emu.url(), token);
-    a.extend(
-        [
-            "-configmap",
-            "envoy",
-            "-namespace",
-            "default",
-            "-output-dir",
-        ]
-        .map(String::from),
-    );
-    a.push(out.display().to_string());
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+/// The loader's args for ConfigMap default/envoy written to `out`, without the mode.
+fn args(emu: &Emulator, token: &Path, out: &Path) -> Args {
+    Args::new(&emu.url(), token)
+        .configmap("envoy")
+        .namespace("default")
+        .output(out)
 }
 
 fn now_ms() -> u64 {
@@ -51,20 +41,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// The version directories (`..<timestamp>`) in `out`.
-fn versions(out: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(out)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("..2"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// The fields of a log line (`TIME level=L msg="..." key=value ...`), values unquoted.
@@ -197,14 +173,9 @@ fn sigterm_during_a_write_exits_0_after_the_write_completes() {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         emu.apply("default", "envoy", &small_ref);
-        let mut l = start(
+        let mut l = Loader::start(
             &tmp,
-            &args(
-                &emu,
-                &token,
-                &out,
-                &["-watch", "-watch-timeout", "60s", "-fsync"],
-            ),
+            &args(&emu, &token, &out).watch("60s").flags(&["-fsync"]),
         );
         converges(&l, &out, &small_ref);
         let old = data_target(&out).expect("..data after the first snapshot");
@@ -301,17 +272,12 @@ fn poll_mode_lists_every_sync_interval_and_healthz_allows_two_intervals_and_a_mi
     const D: Duration = Duration::from_millis(300);
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "1")]);
-    let tmp = TempDir::new("poll");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(
+    let (tmp, token, out) = workdir("poll");
+    let l = Loader::start(
         &tmp,
-        &args(
-            &emu,
-            &token,
-            &out,
-            &["-sync-interval", "300ms", "-listen", "127.0.0.1:0"],
-        ),
+        &args(&emu, &token, &out)
+            .value("-sync-interval", "300ms")
+            .listen("127.0.0.1:0"),
     );
     let addr = listen_addr(&l);
     converges(&l, &out, &[("k", "1")]);
@@ -416,18 +382,11 @@ fn poll_mode_lists_every_sync_interval_and_healthz_allows_two_intervals_and_a_mi
 fn relists_count_lists_after_the_first_and_the_timestamp_follows_the_snapshot_on_disk() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("metrics");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("metrics");
     let started = now_ms();
-    let l = start(
+    let l = Loader::start(
         &tmp,
-        &args(
-            &emu,
-            &token,
-            &out,
-            &["-watch", "-watch-timeout", "60s", "-listen", "127.0.0.1:0"],
-        ),
+        &args(&emu, &token, &out).watch("60s").listen("127.0.0.1:0"),
     );
     let addr = listen_addr(&l);
     converges(&l, &out, &[("k", "0")]);
@@ -529,22 +488,17 @@ fn relists_count_lists_after_the_first_and_the_timestamp_follows_the_snapshot_on
 // ---------------------------------------------------------------------------------------------
 // The health server.
 
-/// The status line of an answer.
-fn status_line(resp: &str) -> &str {
-    resp.split("\r\n").next().unwrap_or("")
-}
-
 #[test]
 fn the_health_server_caps_connections_bounds_request_heads_and_answers_exact_codes() {
     const CAP: usize = 16;
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("health-server");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(
+    let (tmp, token, out) = workdir("health-server");
+    let l = Loader::start(
         &tmp,
-        &args(&emu, &token, &out, &["-watch", "-listen", "127.0.0.1:0"]),
+        &args(&emu, &token, &out)
+            .flags(&["-watch"])
+            .listen("127.0.0.1:0"),
     );
     // No request before this part: every slot is free.
     let addr = listen_addr(&l);
@@ -674,18 +628,13 @@ fn the_health_server_caps_connections_bounds_request_heads_and_answers_exact_cod
 fn the_watch_safety_net_check_relists_only_when_something_differs() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("safety-net");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
+    let (tmp, token, out) = workdir("safety-net");
     // A 60 s watch timeout: whatever is noticed within seconds is the 1 s check's doing.
-    let l = start(
+    let l = Loader::start(
         &tmp,
-        &args(
-            &emu,
-            &token,
-            &out,
-            &["-watch", "-watch-timeout", "60s", "-sync-interval", "1s"],
-        ),
+        &args(&emu, &token, &out)
+            .watch("60s")
+            .value("-sync-interval", "1s"),
     );
     converges(&l, &out, &[("k", "0")]);
     let target = data_target(&out);
@@ -778,12 +727,12 @@ fn the_watch_safety_net_check_relists_only_when_something_differs() {
 fn two_hundred_slow_clients_do_not_keep_a_probe_from_its_answer() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("slow-clients");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(
+    let (tmp, token, out) = workdir("slow-clients");
+    let l = Loader::start(
         &tmp,
-        &args(&emu, &token, &out, &["-watch", "-listen", "127.0.0.1:0"]),
+        &args(&emu, &token, &out)
+            .flags(&["-watch"])
+            .listen("127.0.0.1:0"),
     );
     let addr = listen_addr(&l);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -854,12 +803,10 @@ fn two_hundred_slow_clients_do_not_keep_a_probe_from_its_answer() {
 fn listen_on_a_bare_port_serves_ipv6_and_ipv4() {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
-    let tmp = TempDir::new("dual-stack");
-    let token = write_token(&tmp, TOKEN);
-    let out = tmp.join("out");
-    let l = start(
+    let (tmp, token, out) = workdir("dual-stack");
+    let l = Loader::start(
         &tmp,
-        &args(&emu, &token, &out, &["-watch", "-listen", ":0"]),
+        &args(&emu, &token, &out).flags(&["-watch"]).listen(":0"),
     );
     let addr = listen_addr(&l);
     let port = addr.rsplit(':').next().unwrap();

@@ -22,7 +22,7 @@ const WARMUP: usize = 3;
 
 fn main() {
     let runs = env_usize("RUNS", if quick() { 10 } else { 30 });
-    let tmp = TempDir::new("cold");
+    let tmp = TempDir::new("bench-cold");
     let emu = Emulator::start(Options {
         tokens: vec![TOKEN.into()],
         ..Options::default()
@@ -42,18 +42,10 @@ fn main() {
         n += 1;
         let out = tmp.join(&format!("out-{n}"));
         std::fs::create_dir_all(&out).unwrap_or_else(|e| fail(&e.to_string()));
-        let mut args = api_args(&emu.url(), &token);
-        args.extend(
-            [
-                "-configmap",
-                name,
-                "-output-dir",
-                &out.display().to_string(),
-                "-onetime",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
+        let args = api_args(&emu.url(), &token)
+            .configmap(name)
+            .output(&out)
+            .onetime();
         let (took, code, peak) = if traced {
             let (code, peak) = peak_rss_to_exit(&args);
             (Duration::ZERO, code, peak)
@@ -86,10 +78,9 @@ fn main() {
         "One-shot cold start",
         &format!("start → exit, files written (6 KiB, 3 keys), median of {runs} (min / p90)"),
         &format!(
-            "{} ({} / {})",
+            "{} ({})",
             ms(median),
-            ms(percentile(&mut times, 0.0)),
-            ms(percentile(&mut times, 0.9))
+            percentiles(&mut times, &[0.0, 0.9], ms)
         ),
         "median ≤ 3 ms",
         verdict(median <= budget),
@@ -97,11 +88,7 @@ fn main() {
     row(
         "One-shot cold start",
         "peak RSS (VmHWM at exit, 5 runs), median / max",
-        &format!(
-            "{} / {}",
-            mib(percentile(&mut peaks, 0.5)),
-            mib(percentile(&mut peaks, 1.0))
-        ),
+        &percentiles(&mut peaks, &[0.5, 1.0], mib),
         "",
         "",
     );

@@ -1,7 +1,9 @@
 //! Shared parts of the benchmarks (tests/bench/*.rs, run by scripts/bench.sh): the loader
-//! binary under test as a child process, inotify and wait4 through a few libc calls, memory
-//! figures from /proc, percentiles, realistic Envoy configuration text, a bare watch client,
-//! and the result rows.
+//! run to its exit (timed, or traced for its peak RSS), inotify and wait4 through a few libc
+//! calls, memory figures from /proc, percentiles, realistic Envoy configuration text, a bare
+//! watch client, and the result rows. The harness the integration tests use too (temporary
+//! directories, the loader's command line, the loader as a child process, waiting) is
+//! tests/support/, re-exported from here.
 //!
 //! A benchmark prints numbers: result rows (`| section | measure | value | budget | result |`)
 //! on stdout, progress on stderr. It never fails on a missed budget (the row says so); it
@@ -9,15 +11,18 @@
 //! anything outside its own temporary directories.
 #![allow(dead_code)]
 
+#[path = "../support/mod.rs"]
+mod support;
+pub use support::*;
+
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +31,7 @@ use envoy_xds_configmap_loader::{http, tls};
 
 /// The namespace every benchmark uses.
 pub const NS: &str = "bench";
-/// The token the emulator accepts by default in the benchmarks.
+/// The token the emulator accepts by default in the benchmarks (over support's `TOKEN`).
 pub const TOKEN: &str = "bench-token";
 
 /// The small FFI surface: inotify (the crate has no dependency for it) and wait4 (peak RSS
@@ -43,11 +48,7 @@ mod sys {
         pub fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int;
         pub fn wait4(pid: c_int, status: *mut c_int, options: c_int, usage: *mut Rusage) -> c_int;
         pub fn ptrace(request: c_int, pid: c_int, addr: usize, data: usize) -> i64;
-        pub fn prctl(option: c_int, arg2: usize, arg3: usize, arg4: usize, arg5: usize) -> c_int;
     }
-
-    pub const PR_SET_PDEATHSIG: c_int = 1;
-    pub const SIGKILL: usize = 9;
 
     pub const PTRACE_TRACEME: c_int = 0;
     pub const PTRACE_CONT: c_int = 7;
@@ -72,22 +73,6 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
-}
-
-/// The loader binary under test: `$LOADER_BIN`, else the release build.
-pub fn loader_bin() -> PathBuf {
-    match std::env::var_os("LOADER_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/release/envoy-xds-configmap-loader"
-        )),
-    }
-}
-
-/// The test cluster CA the emulator's certificate chains to.
-pub fn ca_file() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/ca.pem"))
 }
 
 /// Prints one result row on stdout.
@@ -136,36 +121,14 @@ pub fn percentile<T: Ord + Copy>(samples: &mut [T], q: f64) -> T {
     samples[rank - 1]
 }
 
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!(
-            "exl-bench-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&p).unwrap_or_else(|e| fail(&format!("{}: {e}", p.display())));
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-    pub fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The percentiles `qs` of `samples`, each shown by `show`, joined by " / ".
+pub fn percentiles<T: Ord + Copy>(
+    samples: &mut [T],
+    qs: &[f64],
+    show: impl Fn(T) -> String,
+) -> String {
+    let shown: Vec<String> = qs.iter().map(|q| show(percentile(samples, *q))).collect();
+    shown.join(" / ")
 }
 
 /// The file-system type of `path` (the longest mount point above it in /proc/mounts).
@@ -184,98 +147,17 @@ pub fn fs_type(path: &Path) -> String {
         .map_or_else(|| "?".into(), |(_, kind)| kind)
 }
 
-/// A directory removed on drop, under `parent`.
-pub fn temp_dir_in(parent: &Path, tag: &str) -> TempDir {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let p = parent.join(format!(
-        "exl-bench-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&p).unwrap_or_else(|e| fail(&format!("{}: {e}", p.display())));
-    TempDir(p)
-}
-
-/// Writes a token file into `dir`.
-pub fn token_file(dir: &TempDir, name: &str, token: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("{token}\n")).unwrap_or_else(|e| fail(&format!("token: {e}")));
-    p
-}
-
-/// The flags that point the loader at the emulator.
-pub fn api_args(url: &str, token_file: &Path) -> Vec<String> {
-    vec![
-        "-apiserver".into(),
-        url.into(),
-        "-token-file".into(),
-        token_file.display().to_string(),
-        "-ca-file".into(),
-        ca_file().display().to_string(),
-        "-namespace".into(),
-        NS.into(),
-    ]
-}
-
-/// The loader as a child process, stderr into a log file; killed on drop.
-pub struct Loader {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Loader {
-    /// Starts the loader with `args`; it is killed when this process ends, however it ends.
-    pub fn start(args: &[String], log: PathBuf) -> Loader {
-        use std::os::unix::process::CommandExt;
-        let err = File::create(&log).unwrap_or_else(|e| fail(&format!("log file: {e}")));
-        let mut cmd = Command::new(loader_bin());
-        // In the child between fork and exec: only the async-signal-safe prctl call.
-        #[allow(unsafe_code)]
-        unsafe {
-            cmd.pre_exec(|| {
-                sys::prctl(sys::PR_SET_PDEATHSIG, sys::SIGKILL, 0, 0, 0);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .args(args)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| fail(&format!("start {}: {e}", loader_bin().display())));
-        Loader { child, log }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Loader {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The flags that point the loader at the emulator, in the benchmarks' namespace.
+pub fn api_args(url: &str, token_file: &Path) -> Args {
+    Args::new(url, token_file).namespace(NS)
 }
 
 /// Runs the loader to its exit; returns the wall time from just before the spawn to the
 /// reaping, and the exit code.
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives the exit status
-pub fn run_to_exit(args: &[String]) -> (Duration, i32) {
-    let mut cmd = Command::new(loader_bin());
-    cmd.args(args)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KUBERNETES_SERVICE_PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+pub fn run_to_exit(args: &Args) -> (Duration, i32) {
+    let mut cmd = loader_command(args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let started = Instant::now();
     let child = cmd
         .spawn()
@@ -303,15 +185,10 @@ pub fn run_to_exit(args: &[String]) -> (Duration, i32) {
 /// cannot tell: exec records the spawning process's own peak into it.) Slower than
 /// [`run_to_exit`], so never timed.
 #[allow(clippy::zombie_processes)] // reaped by wait4 in the tracing loop
-pub fn peak_rss_to_exit(args: &[String]) -> (i32, u64) {
+pub fn peak_rss_to_exit(args: &Args) -> (i32, u64) {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(loader_bin());
-    cmd.args(args)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KUBERNETES_SERVICE_PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = loader_command(args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     // In the child between fork and exec: only the async-signal-safe ptrace call.
     #[allow(unsafe_code)]
     unsafe {
@@ -486,6 +363,15 @@ impl Inotify {
     }
 }
 
+/// Creates `dir` and reports the `IN_MOVED_TO` events in it (tag 0): a key's link renamed
+/// into place, the last step of a snapshot switch.
+pub fn moves_into(dir: &Path) -> Receiver<Seen> {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+    let mut inotify = Inotify::new();
+    inotify.watch(dir, IN_MOVED_TO, 0);
+    inotify.spawn()
+}
+
 /// The first line of a file (at most 64 bytes), e.g. a content marker.
 pub fn first_line(path: &Path) -> String {
     let mut buf = [0u8; 64];
@@ -643,19 +529,5 @@ pub fn wait_file(
         if seen.tag == tag && seen.name == key && first_line(&dir.join(key)) == marker {
             return Some(seen.at);
         }
-    }
-}
-
-/// Polls until `cond` holds or `timeout` passes (for set-up, never for a measurement).
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

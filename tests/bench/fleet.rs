@@ -37,7 +37,7 @@ fn main() {
     let n = env_usize("FLEET_N", if quick() { 10 } else { 100 });
     let idle = Duration::from_secs(env_usize("IDLE_SECS", if quick() { 5 } else { 60 }) as u64);
     let updates: u64 = if quick() { 3 } else { 5 };
-    let tmp = TempDir::new("fleet");
+    let tmp = TempDir::new("bench-fleet");
     let tokens: Vec<String> = (0..n).map(|i| format!("fleet-token-{i}")).collect();
     let emu = Emulator::start(Options {
         tokens: tokens.clone(),
@@ -63,19 +63,11 @@ fn main() {
     let loaders: Vec<Loader> = (0..n)
         .map(|i| {
             let token = token_file(&tmp, &format!("token-{i}"), &tokens[i]);
-            let mut args = api_args(&emu.url(), &token);
-            args.extend(
-                [
-                    "-configmap",
-                    NAME,
-                    "-output-dir",
-                    &dirs[i].display().to_string(),
-                    "-watch",
-                ]
-                .iter()
-                .map(|s| s.to_string()),
-            );
-            Loader::start(&args, tmp.join(&format!("loader-{i}.log")))
+            let args = api_args(&emu.url(), &token)
+                .configmap(NAME)
+                .output(&dirs[i])
+                .flags(&["-watch"]);
+            Loader::start(&tmp, &args)
         })
         .collect();
     let all_up = wait_until(Duration::from_secs(120), || {
@@ -204,11 +196,7 @@ fn main() {
     row(
         &section,
         "VmRSS per loader after the updates, median / max",
-        &format!(
-            "{} / {}",
-            mib(percentile(&mut rss, 0.5)),
-            mib(percentile(&mut rss, 1.0))
-        ),
+        &percentiles(&mut rss, &[0.5, 1.0], mib),
         "",
         "",
     );

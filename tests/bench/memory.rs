@@ -19,7 +19,7 @@ const BIG_UPDATES: u64 = 5;
 
 fn main() {
     let idle = Duration::from_secs(env_usize("IDLE_SECS", if quick() { 5 } else { 60 }) as u64);
-    let tmp = TempDir::new("mem");
+    let tmp = TempDir::new("bench-mem");
     let emu = Emulator::start(Options {
         tokens: vec![TOKEN.into()],
         ..Options::default()
@@ -35,23 +35,15 @@ fn main() {
         emu.apply_full(NS, name, m, BTreeMap::new());
     }
     let out = tmp.join("out");
-    std::fs::create_dir_all(&out).unwrap_or_else(|e| fail(&e.to_string()));
-    let mut inotify = Inotify::new();
-    inotify.watch(&out, IN_MOVED_TO, 0);
-    let events = inotify.spawn();
+    let events = moves_into(&out);
 
     let token = token_file(&tmp, "token", TOKEN);
-    let mut args = api_args(&emu.url(), &token);
-    for (name, _, _) in objects {
-        args.push("-configmap".into());
-        args.push(name.into());
-    }
-    args.extend(
-        ["-output-dir", &out.display().to_string(), "-watch"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let loader = Loader::start(&args, tmp.join("loader.log"));
+    let names: Vec<&str> = objects.iter().map(|(name, _, _)| *name).collect();
+    let args = api_args(&emu.url(), &token)
+        .configmaps(&names)
+        .output(&out)
+        .flags(&["-watch"]);
+    let loader = Loader::start(&tmp, &args);
     let ready = wait_until(Duration::from_secs(30), || {
         objects
             .iter()

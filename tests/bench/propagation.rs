@@ -24,9 +24,11 @@ use common::*;
 use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "cds.yaml";
+const NAME: &str = "prop";
 const WARMUP: usize = 5;
 
 struct Sizes {
@@ -78,12 +80,7 @@ fn main() {
 /// p50 / p90 / p99 of signed nanoseconds, in milliseconds.
 fn spread(samples: &mut [i64]) -> String {
     let show = |ns: i64| format!("{:.3}", ns as f64 / 1e6);
-    format!(
-        "{} / {} / {} ms",
-        show(percentile(samples, 0.5)),
-        show(percentile(samples, 0.9)),
-        show(percentile(samples, 0.99))
-    )
+    format!("{} ms", percentiles(samples, &[0.5, 0.9, 0.99], show))
 }
 
 /// `later − earlier` in signed nanoseconds.
@@ -95,6 +92,33 @@ fn signed(later: Instant, earlier: Instant) -> i64 {
     }
 }
 
+/// The ConfigMap's data at update `n`: `KEY`, `size` bytes, starting with `marker(n)`.
+fn data(size: &Sizes, n: u64) -> BTreeMap<String, String> {
+    BTreeMap::from([(KEY.to_string(), envoy_yaml(size.bytes, n))])
+}
+
+/// An emulator serving the ConfigMap at update 0.
+fn emulator(size: &Sizes) -> Emulator {
+    let emu = Emulator::start(Options {
+        tokens: vec![TOKEN.into()],
+        ..Options::default()
+    });
+    emu.apply_full(NS, NAME, data(size, 0), BTreeMap::new());
+    emu
+}
+
+/// When a bare watch client read the MODIFIED event of version `rv` (`what` names the
+/// client when it saw nothing).
+fn seen(client: &Receiver<Line>, rv: u64, what: &str) -> Instant {
+    loop {
+        match client.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) if l.modified && l.rv == rv => return l.at,
+            Ok(_) => continue,
+            Err(_) => fail(&format!("{what} saw nothing")),
+        }
+    }
+}
+
 /// The measurement's own noise: two bare watch clients on the same stream and no loader,
 /// the same updates; what the second sees later than the first is serving order and
 /// scheduling, which the loader's overhead includes too.
@@ -103,35 +127,18 @@ fn control(size: &Sizes, updates: usize) {
         "propagation {}: control, two bare clients, {updates} updates",
         size.label
     ));
-    let emu = Emulator::start(Options {
-        tokens: vec![TOKEN.into()],
-        ..Options::default()
-    });
-    let name = "prop";
-    let data = |n: u64| {
-        let mut m = BTreeMap::new();
-        m.insert(KEY.to_string(), envoy_yaml(size.bytes, n));
-        m
-    };
-    emu.apply_full(NS, name, data(0), BTreeMap::new());
+    let emu = emulator(size);
     let from = emu.resource_version();
-    let first = bare_watch(emu.port(), TOKEN, name, from);
-    let second = bare_watch(emu.port(), TOKEN, name, from);
+    let first = bare_watch(emu.port(), TOKEN, NAME, from);
+    let second = bare_watch(emu.port(), TOKEN, NAME, from);
     if !emu.wait_for(|e| e.open_watches() == 2, Duration::from_secs(10)) {
         fail("the watches did not open");
     }
-    let seen = |client: &std::sync::mpsc::Receiver<Line>, rv: u64| loop {
-        match client.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) if l.modified && l.rv == rv => break l.at,
-            Ok(_) => continue,
-            Err(_) => fail("control: a bare client saw nothing"),
-        }
-    };
     let mut apart = Vec::new();
     for i in 1..=(WARMUP + updates) as u64 {
-        let next = data(i);
-        let rv = emu.apply_full(NS, name, next, BTreeMap::new());
-        let (a, b) = (seen(&first, rv), seen(&second, rv));
+        let rv = emu.apply_full(NS, NAME, data(size, i), BTreeMap::new());
+        let what = "control: a bare client";
+        let (a, b) = (seen(&first, rv, what), seen(&second, rv, what));
         if i as usize > WARMUP {
             apart.push(signed(b, a));
         }
@@ -153,46 +160,24 @@ fn run(size: &Sizes, updates: usize, place: &Path) {
         "propagation {}: {updates} updates, output in {where_}",
         size.label
     ));
-    let tmp = temp_dir_in(place, "prop");
-    let emu = Emulator::start(Options {
-        tokens: vec![TOKEN.into()],
-        ..Options::default()
-    });
-    let name = "prop";
-    let data = |n: u64| {
-        let mut m = BTreeMap::new();
-        m.insert(KEY.to_string(), envoy_yaml(size.bytes, n));
-        m
-    };
-    emu.apply_full(NS, name, data(0), BTreeMap::new());
-
+    let tmp = TempDir::new_in(place, "bench-prop");
+    let emu = emulator(size);
     let out = tmp.join("out");
-    std::fs::create_dir_all(&out).unwrap_or_else(|e| fail(&e.to_string()));
-    let mut inotify = Inotify::new();
-    inotify.watch(&out, IN_MOVED_TO, 0);
-    let events = inotify.spawn();
+    let events = moves_into(&out);
 
     let token = token_file(&tmp, "token", TOKEN);
-    let mut args = api_args(&emu.url(), &token);
-    args.extend(
-        [
-            "-configmap",
-            name,
-            "-output-dir",
-            &out.display().to_string(),
-            "-watch",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    let loader = Loader::start(&args, tmp.join("loader.log"));
+    let args = api_args(&emu.url(), &token)
+        .configmap(NAME)
+        .output(&out)
+        .flags(&["-watch"]);
+    let loader = Loader::start(&tmp, &args);
     // The first write links a new key before the switch: no rename to wait for.
     if !wait_until(Duration::from_secs(30), || {
         first_line(&out.join(KEY)) == marker(0)
     }) {
         fail(&format!("the loader wrote nothing: {}", loader.log()));
     }
-    let bare = bare_watch(emu.port(), TOKEN, name, emu.resource_version());
+    let bare = bare_watch(emu.port(), TOKEN, NAME, emu.resource_version());
     if !emu.wait_for(|e| e.open_watches() == 2, Duration::from_secs(10)) {
         fail("the watches did not open");
     }
@@ -205,17 +190,11 @@ fn run(size: &Sizes, updates: usize, place: &Path) {
         if i as usize == WARMUP + 1 {
             cpu_before = cpu_ns(loader.pid());
         }
-        let next = data(i);
+        let next = data(size, i);
         let mark = marker(i);
         let sent = Instant::now();
-        let rv = emu.apply_full(NS, name, next, BTreeMap::new());
-        let bare_at = loop {
-            match bare.recv_timeout(Duration::from_secs(10)) {
-                Ok(l) if l.modified && l.rv == rv => break l.at,
-                Ok(_) => continue,
-                Err(_) => fail(&format!("update {i}: the bare client saw nothing")),
-            }
-        };
+        let rv = emu.apply_full(NS, NAME, next, BTreeMap::new());
+        let bare_at = seen(&bare, rv, &format!("update {i}: the bare client"));
         let Some(file_at) = wait_file(&events, &out, 0, KEY, &mark, Duration::from_secs(10)) else {
             fail(&format!(
                 "update {i}: the file did not change: {}",
@@ -239,22 +218,14 @@ fn run(size: &Sizes, updates: usize, place: &Path) {
     row(
         &section,
         &format!("update sent → file visible (inotify), p50 / p99 of {n} updates"),
-        &format!(
-            "{} / {}",
-            ms(percentile(&mut to_file, 0.5)),
-            ms(percentile(&mut to_file, 0.99))
-        ),
+        &percentiles(&mut to_file, &[0.5, 0.99], ms),
         "",
         "",
     );
     row(
         &section,
         "update sent → bare watch client has the event line, p50 / p99",
-        &format!(
-            "{} / {}",
-            ms(percentile(&mut to_bare, 0.5)),
-            ms(percentile(&mut to_bare, 0.99))
-        ),
+        &percentiles(&mut to_bare, &[0.5, 0.99], ms),
         "",
         "",
     );

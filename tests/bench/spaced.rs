@@ -30,9 +30,7 @@ mod emulator;
 use common::*;
 use emulator::{Emulator, Options};
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "cds.yaml";
@@ -142,19 +140,11 @@ fn run(
         let out = tmp.join(&format!("out-{side}"));
         std::fs::create_dir_all(&out).unwrap_or_else(|e| fail(&e.to_string()));
         inotify.watch(&out, IN_MOVED_TO, tag);
-        let mut args = api_args(&emu.url(), &token);
-        args.extend(
-            [
-                "-configmap",
-                &name,
-                "-output-dir",
-                &out.display().to_string(),
-                "-watch",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        loaders.push(start(&bins[tag], &args, tmp.join(&format!("{side}.log"))));
+        let args = api_args(&emu.url(), &token)
+            .configmap(&name)
+            .output(&out)
+            .flags(&["-watch"]);
+        loaders.push(Loader::start_bin(&bins[tag], &tmp, &args, &[]));
         outs.push(out);
     }
     let events = inotify.spawn();
@@ -245,40 +235,4 @@ fn apply(emu: &Emulator, name: &str, bytes: usize, n: u64) {
 /// How many threads a process has.
 fn task_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
-}
-
-/// The small FFI surface: prctl, so a loader dies with the benchmark however it ends.
-mod sys {
-    use std::os::raw::c_int;
-    extern "C" {
-        pub fn prctl(option: c_int, arg2: usize, arg3: usize, arg4: usize, arg5: usize) -> c_int;
-    }
-    pub const PR_SET_PDEATHSIG: c_int = 1;
-    pub const SIGKILL: usize = 9;
-}
-
-/// Starts the loader binary `bin` with `args`, stderr into `log` (as `Loader::start` does
-/// for `$LOADER_BIN`).
-fn start(bin: &Path, args: &[String], log: PathBuf) -> Loader {
-    use std::os::unix::process::CommandExt;
-    let err = File::create(&log).unwrap_or_else(|e| fail(&format!("log file: {e}")));
-    let mut cmd = Command::new(bin);
-    // In the child between fork and exec: only the async-signal-safe prctl call.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(|| {
-            sys::prctl(sys::PR_SET_PDEATHSIG, sys::SIGKILL, 0, 0, 0);
-            Ok(())
-        });
-    }
-    let child = cmd
-        .args(args)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KUBERNETES_SERVICE_PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| fail(&format!("start {}: {e}", bin.display())));
-    Loader { child, log }
 }
