@@ -942,6 +942,31 @@ impl Drop for Immutable {
 /// Kills the writer after each modifying syscall in turn: what is left on disk must be
 /// the old or the new complete snapshot, readable through every link, and a fresh
 /// process's sweep + write must converge (renaming what the killed one may not have).
+
+/// `w.write(new)` with modifying syscall number `at` failing (`kill`: and every later one,
+/// as if the process died there). `None` when the write made fewer syscalls: it then
+/// succeeded and converged, and there is no later point to try.
+fn write_with_fault(
+    w: &mut Writer,
+    new: &Files,
+    at: usize,
+    kill: bool,
+) -> Option<Result<Outcome, Error>> {
+    w.faults.plan = Some(FaultPlan {
+        at,
+        kill,
+        seen: 0,
+        hit: false,
+    });
+    let result = w.write(new);
+    if w.faults.plan.take().is_some_and(|p| p.hit) {
+        return Some(result);
+    }
+    assert!(result.is_ok(), "{result:?}");
+    assert_converged(w.dir(), new, &[]);
+    None
+}
+
 #[test]
 fn killed_at_every_step_leaves_a_complete_snapshot() {
     let old = files(&[
@@ -970,19 +995,9 @@ fn killed_at_every_step_leaves_a_complete_snapshot() {
             .iter()
             .map(|k| (*k, link_ino(&dir.join(k)).0))
             .collect();
-        w.faults.plan = Some(FaultPlan {
-            at,
-            kill: true,
-            seen: 0,
-            hit: false,
-        });
-        let result = w.write(&new);
-        let hit = w.faults.plan.take().is_some_and(|p| p.hit);
-        if !hit {
-            assert!(result.is_ok(), "{result:?}");
-            assert_converged(dir, &new, &[]);
+        let Some(result) = write_with_fault(&mut w, &new, at, true) else {
             break;
-        }
+        };
         points += 1;
         assert!(result.is_err(), "killed at {at} yet {result:?}");
 
@@ -1059,19 +1074,9 @@ fn failure_at_every_step_rolls_back_or_converges() {
         let mut w = Writer::new(dir);
         w.write(&old).unwrap();
         let before = layout(dir);
-        w.faults.plan = Some(FaultPlan {
-            at,
-            kill: false,
-            seen: 0,
-            hit: false,
-        });
-        let result = w.write(&new);
-        let hit = w.faults.plan.take().is_some_and(|p| p.hit);
-        if !hit {
-            assert!(result.is_ok(), "{result:?}");
-            assert_converged(dir, &new, &[]);
+        let Some(result) = write_with_fault(&mut w, &new, at, false) else {
             break;
-        }
+        };
         points += 1;
         match result {
             // Only a failed hard link is absorbed (the file is written instead).
