@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, on a fresh machine too: installs what the tests need
 # (a real Envoy 1.40 into .envoy/, the musl target for the static build), then runs the
-# unit tests, the integration tests against the Kubernetes API emulator, and the
-# end-to-end tests with Envoy.
+# unit tests, the integration tests against the Kubernetes API emulator, the end-to-end
+# tests with Envoy, the artifact checks, and the tier against a real kube-apiserver (built
+# once per machine from Debian's source package, then reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -29,4 +30,7 @@ echo "== the artifact: static binary, FROM-scratch image, Kubernetes manifests"
 scripts/build-static.sh
 scripts/test-image.sh
 scripts/test-manifests.sh
+
+echo "== against a real kube-apiserver (tests/real_apiserver.rs, built once from Debian's source package)"
+scripts/test-real-apiserver.sh
 echo "scripts/test.sh: all tests passed in $(( $(date +%s) - started ))s"

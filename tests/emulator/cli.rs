@@ -17,7 +17,8 @@ FLAGS:
     --listen ADDR              address to listen on (default 127.0.0.1:6443; port 0 picks one)
     --plain                    serve plain HTTP instead of HTTPS with tests/tls/server.pem
     --token TOKEN              accepted bearer token, repeatable (default test-token)
-    --bookmark-interval SECS   seconds between watch bookmarks (default 60)
+    --bookmark-interval SECS   seconds between periodic watch bookmarks (default: none; every
+                               watch gets them from 2 s before its timeout, as v1.20 does)
     --history N                events kept for resuming watches (default 1000)
     --chunking MODE            watch chunk layout: one, split, coalesce, mixed (default one)
     --quiet                    do not log requests

@@ -21,6 +21,8 @@ use super::{text, Chunking, Conn, Event, Fault, Obj, Shared, WatchQueue};
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// How long coalescing waits for more events to join the first.
 const COALESCE_WAIT: Duration = Duration::from_millis(20);
+/// How long before a watch's timeout a v1.20 kube-apiserver starts sending bookmarks.
+const BOOKMARK_BEFORE_DEADLINE: Duration = Duration::from_secs(2);
 /// Server-chosen watch timeouts lie in [30 min, 60 min) (the API server's
 /// `--min-request-timeout` 1800 s times 1 + rand).
 const MIN_REQUEST_TIMEOUT_SECS: u64 = 1800;
@@ -338,10 +340,21 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
     }
 
     let chunking = sh.opts.chunking;
+    let periodic = !sh.opts.bookmark_interval.is_zero();
     let interval = sh.opts.bookmark_interval.max(Duration::from_millis(10));
     let start = Instant::now();
     let deadline = super::later(start, timeout);
-    let mut next_bookmark = super::later(start, interval);
+    // Periodic bookmarks when asked for; in any case, as a v1.20 server does, from 2 s
+    // before the timeout, then about every second.
+    let before_deadline = deadline
+        .checked_sub(BOOKMARK_BEFORE_DEADLINE)
+        .unwrap_or(start);
+    let first = if periodic {
+        super::later(start, interval).min(before_deadline)
+    } else {
+        before_deadline
+    };
+    let mut next_bookmark = first;
     let mut pos = floor;
     let mut last_probe = Instant::now();
     let kind_name = filter.kind.name();
@@ -409,7 +422,11 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
             return end_clean(conn);
         }
         if allow_bookmarks && now >= next_bookmark {
-            next_bookmark = super::later(now, interval);
+            next_bookmark = if now >= before_deadline {
+                super::later(now, Duration::from_secs(1))
+            } else {
+                super::later(now, interval).min(before_deadline)
+            };
             if st.rv >= floor {
                 let current = st.rv;
                 drop(st);

@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod args;
+pub mod kube;
 pub mod probe;
 pub mod process;
 pub mod snapshot;

@@ -1,0 +1,495 @@
+//! The loader binary against a REAL kube-apiserver (v1.20 from Debian's source package, with
+//! etcd, started on loopback by scripts/kube-apiserver.sh; scripts/test-real-apiserver.sh
+//! runs this tier with the server's environment). The emulator is ours; this server is the
+//! contract. Each test takes a namespace of its own, names the object it follows and
+//! prints the figure it checks.
+//!
+//! Every test is `#[ignore]`d in a plain `cargo test`, which has no server; the script runs
+//! them with `--ignored`, and without a server in the environment each one fails, naming
+//! the script. The tests that restart the API server or compact etcd change it for
+//! everyone: the tier runs with one test thread.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::kube::Kube;
+use support::*;
+
+/// Patience for one convergence against a real server.
+const T: Duration = Duration::from_secs(20);
+
+/// The server the environment names; without one the test fails, naming the script that
+/// provides it.
+fn server(test: &str) -> Kube {
+    Kube::from_env().unwrap_or_else(|| {
+        panic!("{test}: no real API server in the environment (KUBE_URL, KUBE_CA, KUBE_TOKEN_FILE): run scripts/test-real-apiserver.sh")
+    })
+}
+
+/// A fresh namespace for one test: the test's name with a per-run suffix.
+fn namespace(k: &Kube, test: &str) -> String {
+    let ns = format!(
+        "{}-{}",
+        test.replace('_', "-")
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .trim_end_matches('-'),
+        std::process::id()
+    );
+    k.namespace(&ns);
+    ns
+}
+
+/// The loader's flags for this server: its URL and CA, the admin token, the namespace and
+/// the output directory.
+fn args(k: &Kube, ns: &str, out: &Path) -> Args {
+    Args::new(&k.url, &k.token_file)
+        .set("-ca-file", &k.ca.display().to_string())
+        .namespace(ns)
+        .output(out)
+}
+
+/// Waits until `out` holds exactly `want`; the time it took.
+fn converged(l: &Loader, out: &Path, want: &[(&str, &str)], what: &str) -> Duration {
+    let started = Instant::now();
+    assert_files_within(T, l, out, want);
+    assert_consistent(out);
+    let took = started.elapsed();
+    eprintln!("  {what}: converged in {:.1} ms", took.as_secs_f64() * 1e3);
+    took
+}
+
+/// How many snapshots the loader has logged as written.
+fn written(l: &Loader) -> usize {
+    l.log().matches("msg=\"snapshot written\"").count()
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn onetime_writes_every_key_and_exits_0() {
+    let k = server("onetime");
+    let ns = namespace(&k, "onetime");
+    k.configmap(
+        &ns,
+        "envoy",
+        &[("lds.yaml", "l"), ("cds.yaml", "c"), ("rds.yaml", "r")],
+    );
+    let tmp = TempDir::new("real-onetime");
+    let out = tmp.join("out");
+    let started = Instant::now();
+    let mut l = Loader::start(&tmp, &args(&k, &ns, &out).configmap("envoy").onetime());
+    let status = l.wait(T).expect("-onetime exits");
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", l.log());
+    assert_eq!(
+        read_text(&out),
+        text(&[("cds.yaml", "c"), ("lds.yaml", "l"), ("rds.yaml", "r")])
+    );
+    assert_consistent(&out);
+    eprintln!(
+        "  configmap {ns}/envoy: -onetime wrote 3 keys in {} ms",
+        took.as_millis()
+    );
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn watch_follows_updates_added_and_removed_keys() {
+    let k = server("watch");
+    let ns = namespace(&k, "watch");
+    k.configmap(&ns, "envoy", &[("a", "1"), ("b", "1")]);
+    let tmp = TempDir::new("real-watch");
+    let out = tmp.join("out");
+    let l = Loader::start(&tmp, &args(&k, &ns, &out).configmap("envoy").watch("30s"));
+    converged(&l, &out, &[("a", "1"), ("b", "1")], "first list");
+    let steps: [&[(&str, &str)]; 3] = [
+        &[("a", "2"), ("b", "1")],
+        &[("a", "2"), ("b", "1"), ("c", "new")],
+        &[("a", "2"), ("c", "new")],
+    ];
+    for (i, want) in steps.iter().enumerate() {
+        k.configmap(&ns, "envoy", want);
+        converged(
+            &l,
+            &out,
+            want,
+            &format!("configmap {ns}/envoy update {}", i + 1),
+        );
+    }
+    assert_eq!(written(&l), 4, "one snapshot per change: {}", l.log());
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_labels_only_update_writes_nothing() {
+    let k = server("labels");
+    let ns = namespace(&k, "labels");
+    k.configmap(&ns, "envoy", &[("a", "1")]);
+    let tmp = TempDir::new("real-labels");
+    let out = tmp.join("out");
+    let l = Loader::start(&tmp, &args(&k, &ns, &out).configmap("envoy").watch("30s"));
+    converged(&l, &out, &[("a", "1")], "first list");
+    let version = data_target(&out);
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"labels": {"touched": "yes"}}, "data": {"a": "1"}});
+    k.put(&ns, "configmaps", "envoy", object);
+    // A real change after it: once it is on disk, the labels-only event came before it.
+    k.configmap(&ns, "envoy", &[("a", "2")]);
+    converged(&l, &out, &[("a", "2")], "the change after the labels");
+    assert_ne!(data_target(&out), version);
+    assert_eq!(
+        written(&l),
+        2,
+        "configmap {ns}/envoy: the labels-only MODIFIED wrote nothing: {}",
+        l.log()
+    );
+    eprintln!("  configmap {ns}/envoy: 3 versions, 2 snapshots written");
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_deleted_configmap_keeps_its_files_and_comes_back() {
+    let k = server("deleted");
+    let ns = namespace(&k, "deleted");
+    k.configmap(&ns, "envoy", &[("a", "1")]);
+    let tmp = TempDir::new("real-deleted");
+    let out = tmp.join("out");
+    let l = Loader::start(&tmp, &args(&k, &ns, &out).configmap("envoy").watch("30s"));
+    converged(&l, &out, &[("a", "1")], "first list");
+    k.delete(&ns, "configmaps", "envoy");
+    assert!(
+        l.wait_log("msg=\"deleted; keeping its last files\"", T),
+        "{}",
+        l.log()
+    );
+    assert_eq!(read_text(&out), text(&[("a", "1")]));
+    k.configmap(&ns, "envoy", &[("a", "again")]);
+    converged(
+        &l,
+        &out,
+        &[("a", "again")],
+        &format!("configmap {ns}/envoy re-created"),
+    );
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn two_configmaps_merge_and_a_collision_refuses_only_the_newcomer() {
+    let k = server("collision");
+    let ns = namespace(&k, "collision");
+    k.configmap(&ns, "a", &[("x", "from a")]);
+    k.configmap(&ns, "b", &[("y", "from b")]);
+    let tmp = TempDir::new("real-collision");
+    let out = tmp.join("out");
+    let l = Loader::start(
+        &tmp,
+        &args(&k, &ns, &out).configmaps(&["a", "b"]).watch("30s"),
+    );
+    converged(&l, &out, &[("x", "from a"), ("y", "from b")], "two objects");
+    k.configmap(&ns, "b", &[("y", "from b"), ("x", "b wants it")]);
+    let refused = format!(
+        "msg=\"refused; keeping the last files\" object=\"configmap {ns}/b\" op=judge key=x"
+    );
+    assert!(l.wait_log(&refused, T), "{}", l.log());
+    k.configmap(&ns, "a", &[("x", "a goes on")]);
+    converged(
+        &l,
+        &out,
+        &[("x", "a goes on"), ("y", "from b")],
+        &format!("configmap {ns}/a beside the refused {ns}/b"),
+    );
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn binary_data_and_secrets_are_written_byte_for_byte() {
+    let k = server("bytes");
+    let ns = namespace(&k, "bytes");
+    let all: Vec<u8> = (0..=255u8).collect();
+    let b64 = |b: &[u8]| envoy_xds_configmap_loader::base64::encode(b);
+    k.put(
+        &ns,
+        "configmaps",
+        "bin",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {}, "data": {"text": "t"}, "binaryData": {"blob": b64(&all)}}),
+    );
+    k.put(
+        &ns,
+        "secrets",
+        "tls",
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {}, "type": "Opaque", "data": {"key.pem": b64(b"\x00secret\xff")}}),
+    );
+    let tmp = TempDir::new("real-bytes");
+    let out = tmp.join("out");
+    let mut l = Loader::start(
+        &tmp,
+        &args(&k, &ns, &out).configmap("bin").secret("tls").onetime(),
+    );
+    assert_eq!(l.wait(T).and_then(|s| s.code()), Some(0), "{}", l.log());
+    let files = read_snapshot(&out);
+    assert_eq!(
+        files.get("blob"),
+        Some(&all),
+        "configmap {ns}/bin binaryData"
+    );
+    assert_eq!(files.get("text").map(Vec::as_slice), Some(&b"t"[..]));
+    assert_eq!(
+        files.get("key.pem").map(Vec::as_slice),
+        Some(&b"\x00secret\xff"[..]),
+        "secret {ns}/tls"
+    );
+    eprintln!("  configmap {ns}/bin and secret {ns}/tls: 256 + 1 + 8 bytes exact");
+}
+
+/// A ServiceAccount that may get, list and watch one ConfigMap, by `resourceNames`.
+fn service_account(k: &Kube, ns: &str, sa: &str, configmap: &str) {
+    k.put(
+        ns,
+        "serviceaccounts",
+        sa,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {}}),
+    );
+    let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": sa, "namespace": ns},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                   "resourceNames": [configmap], "verbs": ["get", "list", "watch"]}]});
+    k.ok("POST", &format!("{rbac}/roles"), Some(&role));
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": sa, "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]});
+    k.ok("POST", &format!("{rbac}/rolebindings"), Some(&binding));
+}
+
+/// Replaces the token file the way the kubelet does: a new file renamed over the old.
+fn rotate(file: &Path, token: &str) {
+    let tmp = file.with_extension("new");
+    std::fs::write(&tmp, token).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_resource_names_role_and_a_rotated_token_request_token_suffice() {
+    let k = server("rbac");
+    let ns = namespace(&k, "rbac");
+    k.configmap(&ns, "envoy", &[("a", "1")]);
+    k.configmap(&ns, "other", &[("secret", "not yours")]);
+    service_account(&k, &ns, "loader", "envoy");
+    for s in ["bind-1", "bind-2"] {
+        k.put(
+            &ns,
+            "secrets",
+            s,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {}}),
+        );
+    }
+    let first = k.token_request(&ns, "loader", "bind-1");
+    let tmp = TempDir::new("real-rbac");
+    let token_file: PathBuf = tmp.join("token");
+    rotate(&token_file, &first);
+    // The Role allows nothing but this one ConfigMap.
+    let (status, _) = k.call_as(
+        &first,
+        "GET",
+        &format!("/api/v1/namespaces/{ns}/configmaps/other"),
+        None,
+        "application/json",
+    );
+    assert_eq!(status, 403, "the token may not read configmap {ns}/other");
+
+    let out = tmp.join("out");
+    let a = args(&k, &ns, &out)
+        .set("-token-file", &token_file.display().to_string())
+        .configmap("envoy")
+        .watch("5s");
+    let l = Loader::start(&tmp, &a);
+    converged(&l, &out, &[("a", "1")], "with the first token");
+    // Rotation: the file gets a new token, and the old one is revoked by deleting the
+    // Secret it is bound to. The next watch (at most 10 s later) goes with the new token.
+    rotate(&token_file, &k.token_request(&ns, "loader", "bind-2"));
+    k.delete(&ns, "secrets", "bind-1");
+    // The server caches a token's authentication for 10 s: revocation shows within that.
+    let revoked_at = Instant::now();
+    let path = format!("/api/v1/namespaces/{ns}/configmaps/envoy");
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            k.call_as(&first, "GET", &path, None, "application/json").0 == 401
+        }),
+        "the old token is revoked"
+    );
+    eprintln!(
+        "  secret {ns}/bind-1 deleted: its token refused after {} ms",
+        revoked_at.elapsed().as_millis()
+    );
+    std::thread::sleep(Duration::from_secs(11));
+    k.configmap(&ns, "envoy", &[("a", "2")]);
+    converged(
+        &l,
+        &out,
+        &[("a", "2")],
+        &format!("configmap {ns}/envoy after the rotation"),
+    );
+    let log = l.log();
+    assert!(
+        !log.contains("code=403"),
+        "every request was one the Role allows: {log}"
+    );
+    assert!(
+        !log.contains("code=401"),
+        "the revoked token was never sent: {log}"
+    );
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_restarted_api_server_is_watched_again() {
+    let k = server("restart");
+    let ns = namespace(&k, "restart");
+    k.configmap(&ns, "envoy", &[("a", "1")]);
+    let tmp = TempDir::new("real-restart");
+    let out = tmp.join("out");
+    let l = Loader::start(&tmp, &args(&k, &ns, &out).configmap("envoy").watch("30s"));
+    converged(&l, &out, &[("a", "1")], "first list");
+    let started = Instant::now();
+    k.script("restart-apiserver");
+    eprintln!(
+        "  the API server restarted in {} ms",
+        started.elapsed().as_millis()
+    );
+    k.configmap(&ns, "envoy", &[("a", "after the restart")]);
+    converged(
+        &l,
+        &out,
+        &[("a", "after the restart")],
+        &format!("configmap {ns}/envoy after an API server restart"),
+    );
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_compacted_history_is_relisted() {
+    let k = server("compact");
+    let ns = namespace(&k, "compact");
+    k.configmap(&ns, "envoy", &[("a", "1")]);
+    let tmp = TempDir::new("real-compact");
+    let out = tmp.join("out");
+    let l = Loader::start(&tmp, &args(&k, &ns, &out).configmap("envoy").watch("30s"));
+    converged(&l, &out, &[("a", "1")], "first list");
+    // History moves on without the object, is compacted, and the restarted server's watch
+    // cache starts after the loader's version: its next watch is "too old".
+    for i in 0..5 {
+        k.configmap(&ns, "unrelated", &[("i", &i.to_string())]);
+    }
+    k.script("compact");
+    k.script("restart-apiserver");
+    k.configmap(&ns, "envoy", &[("a", "after the compaction")]);
+    converged(
+        &l,
+        &out,
+        &[("a", "after the compaction")],
+        &format!("configmap {ns}/envoy"),
+    );
+    let log = l.log();
+    let relists = log
+        .matches("msg=\"too old resource version; relisting\"")
+        .count();
+    assert!(
+        relists >= 1,
+        "configmap {ns}/envoy: no relist after the compaction: {log}"
+    );
+    eprintln!("  configmap {ns}/envoy: {relists} relist(s) after \"too old\"");
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn kill_9_then_restart_resumes_from_the_disk_and_the_server() {
+    let k = server("kill");
+    let ns = namespace(&k, "kill");
+    k.configmap(&ns, "envoy", &[("a", "1")]);
+    let tmp = TempDir::new("real-kill");
+    let out = tmp.join("out");
+    let a = args(&k, &ns, &out).configmap("envoy").watch("30s");
+    let mut l = Loader::start(&tmp, &a);
+    converged(&l, &out, &[("a", "1")], "first list");
+    l.kill9();
+    k.configmap(&ns, "envoy", &[("a", "changed while down")]);
+    let l = Loader::start(&tmp, &a);
+    converged(
+        &l,
+        &out,
+        &[("a", "changed while down")],
+        &format!("configmap {ns}/envoy after kill -9"),
+    );
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_restart_with_one_configmap_deleted_keeps_its_keys_and_follows_the_other() {
+    let k = server("restart-deleted");
+    let ns = namespace(&k, "restart-deleted");
+    k.configmap(&ns, "a", &[("x", "a1")]);
+    k.configmap(&ns, "b", &[("y", "b1")]);
+    let tmp = TempDir::new("real-restart-deleted");
+    let out = tmp.join("out");
+    let a = args(&k, &ns, &out).configmaps(&["a", "b"]).watch("30s");
+    let mut l = Loader::start(&tmp, &a);
+    converged(&l, &out, &[("x", "a1"), ("y", "b1")], "two objects");
+    l.kill9();
+    k.delete(&ns, "configmaps", "a");
+    let l = Loader::start(&tmp, &a);
+    assert!(
+        l.wait_log(
+            &format!("msg=\"not found; keeping its last files\" object=\"configmap {ns}/a\""),
+            T
+        ),
+        "{}",
+        l.log()
+    );
+    k.configmap(&ns, "b", &[("y", "b2")]);
+    converged(
+        &l,
+        &out,
+        &[("x", "a1"), ("y", "b2")],
+        &format!("configmap {ns}/b beside the deleted {ns}/a"),
+    );
+}
+
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn an_emptied_listener_file_is_refused_beside_a_good_object() {
+    let k = server("guard");
+    let ns = namespace(&k, "guard");
+    let lds = "resources:\n- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: l\n";
+    k.configmap(&ns, "a", &[("lds.yaml", lds)]);
+    k.configmap(&ns, "b", &[("rds.yaml", "r1")]);
+    let tmp = TempDir::new("real-guard");
+    let out = tmp.join("out");
+    let l = Loader::start(
+        &tmp,
+        &args(&k, &ns, &out).configmaps(&["a", "b"]).watch("30s"),
+    );
+    converged(
+        &l,
+        &out,
+        &[("lds.yaml", lds), ("rds.yaml", "r1")],
+        "two objects",
+    );
+    k.configmap(&ns, "a", &[("lds.yaml", "resources: []\n")]);
+    let refused = format!("object=\"configmap {ns}/a\" op=judge key=lds.yaml");
+    assert!(l.wait_log(&refused, T), "{}", l.log());
+    k.configmap(&ns, "b", &[("rds.yaml", "r2")]);
+    converged(
+        &l,
+        &out,
+        &[("lds.yaml", lds), ("rds.yaml", "r2")],
+        &format!("configmap {ns}/b beside the refused {ns}/a"),
+    );
+}
