@@ -7,6 +7,7 @@
 #   scripts/kube-apiserver.sh restart-apiserver DIR   restart the API server (etcd stays)
 #   scripts/kube-apiserver.sh compact DIR        compact etcd at its current revision
 #   scripts/kube-apiserver.sh stop DIR           stop what `start` started, by PID
+#   scripts/kube-apiserver.sh kubectl            print the path of a kubectl of the same version
 #
 # build: installs what is missing with apt (golang-go, etcd-server, etcd-client, make,
 # rsync, dpkg-dev, openssl, curl, python3), fetches the Debian source package `kubernetes`
@@ -475,8 +476,32 @@ cmd_stop() {
   rm -f "${dir}/env" "${dir}/.curlrc"
 }
 
+# kubectl 1.20 from Debian's kubernetes-client package, unpacked next to the server (never
+# installed: the machine's own kubectl, if any, stays). The path is the last stdout line.
+cmd_kubectl() {
+  local kubectl="${cache_dir}/kubectl" work deb
+  if [[ ! -x "${kubectl}" ]]; then
+    install_packages
+    as_root mkdir -p "${cache_dir}"
+    work="$(mktemp -d)"
+    log "apt-get download kubernetes-client (kubectl ${K8S_VERSION})"
+    (cd "${work}" && apt-get -qq -o "APT::Sandbox::User=$(id -un)" download \
+      "kubernetes-client=${SRC_VERSION}" >&2) || {
+      as_root apt-get update -qq >&2
+      (cd "${work}" && apt-get -qq -o "APT::Sandbox::User=$(id -un)" download \
+        "kubernetes-client=${SRC_VERSION}" >&2)
+    }
+    for deb in "${work}"/*.deb; do dpkg-deb -x "${deb}" "${work}/root"; done
+    [[ -x "${work}/root/usr/bin/kubectl" ]] || die "no kubectl in kubernetes-client"
+    as_root cp "${work}/root/usr/bin/kubectl" "${kubectl}.tmp"
+    as_root mv "${kubectl}.tmp" "${kubectl}"
+    rm -rf "${work}"
+  fi
+  printf '%s\n' "${kubectl}"
+}
+
 usage() {
-  sed -n '5,9p' "$0" >&2
+  sed -n '5,10p' "$0" >&2
   exit 2
 }
 
@@ -484,6 +509,7 @@ main() {
   [[ $# -ge 1 ]] || usage
   case "$1" in
     build) [[ $# -eq 1 ]] || usage && cmd_build ;;
+    kubectl) [[ $# -eq 1 ]] || usage && cmd_kubectl ;;
     start) [[ $# -eq 2 ]] || usage && cmd_start "$2" ;;
     restart-apiserver) [[ $# -eq 2 ]] || usage && cmd_restart_apiserver "$2" ;;
     compact) [[ $# -eq 2 ]] || usage && cmd_compact "$2" ;;

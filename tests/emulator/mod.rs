@@ -109,9 +109,10 @@ pub struct Options {
     pub tokens: Vec<String>,
     /// Time between periodic BOOKMARK events on watches that allow them; zero (the default)
     /// sends none. Whatever it is, a watch that allows bookmarks also gets them from 2 s
-    /// before its timeout, about every second, as a real kube-apiserver v1.20 sends them
-    /// (measured against v1.20.2: a quiet 70 s watch heard nothing but bookmarks at 67.9 s
-    /// and 69.0 s; the "once a minute" of newer servers is not there).
+    /// before its timeout, about every second, when the version has moved past the one the
+    /// watch started from, as a real kube-apiserver v1.20 sends them (measured against
+    /// v1.20.2: a 15 s watch that saw one change got bookmarks at 12.9 s and 14.0 s; quiet
+    /// 20 s and 70 s watches got nothing at all).
     pub bookmark_interval: Duration,
     /// Events kept for watches and exact lists from a past version (default 1000); older
     /// versions are "too old".

@@ -427,7 +427,10 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
             } else {
                 super::later(now, interval).min(before_deadline)
             };
-            if st.rv >= floor {
+            // A v1.20 server sends its pre-timeout bookmarks only when its cache has moved
+            // past the version the watch started from; a quiet watch gets none.
+            let deadline_only = !periodic || now >= before_deadline;
+            if st.rv > floor || (st.rv == floor && !deadline_only) {
                 let current = st.rv;
                 drop(st);
                 pos = pos.max(current);
