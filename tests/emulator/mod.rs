@@ -755,7 +755,11 @@ impl Emulator {
     }
 
     /// Forgets all history: watches and exact lists from any older version get 410 Expired.
-    /// Open watches go on.
+    /// Open watches go on. A real kube-apiserver v1.20.2 after an etcd compaction is kinder
+    /// (measured): an exact list from a compacted version gets HTTP 410, but a watch from it
+    /// is still served from the watch cache until the API server restarts; then it is one
+    /// ERROR event (410 Expired) in a 200. This emulator expires both at once, the harder
+    /// case, which the loader must handle anyway.
     pub fn compact(&self) {
         let mut st = self.sh.lock();
         st.compacted = st.rv;
@@ -767,7 +771,9 @@ impl Emulator {
     /// kube-apiserver does from etcd: a watch or exact list from any older version gets 410
     /// "too old", so a client must relist. While the server is down (`set_down(true)`), the
     /// rebuild happens when it comes back, so changes made meanwhile are not replayed either.
-    /// resourceVersions keep increasing.
+    /// resourceVersions keep increasing. A real v1.20.2 with a watch open stops listening at
+    /// TERM but does not exit for 5 s (the open watch hears nothing meanwhile, then breaks):
+    /// a restart takes it 6-10 s, and this one takes none.
     pub fn restart(&self) {
         {
             let mut st = self.sh.lock();
