@@ -19,6 +19,7 @@ pub mod http;
 pub mod json;
 pub mod kube;
 pub mod log;
+pub mod selector;
 pub mod signal;
 pub mod snapshot;
 pub mod sync;

@@ -493,3 +493,63 @@ fn an_emptied_listener_file_is_refused_beside_a_good_object() {
         &format!("configmap {ns}/b beside the refused {ns}/a"),
     );
 }
+
+/// The loader checks `-configmap-selector` syntax itself (exit 2 at start): every selector
+/// it accepts, the server accepts, and every one it refuses (but the empty one, which the
+/// loader refuses on purpose), the server refuses with 400.
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn label_selector_syntax_agrees_with_the_server() {
+    use envoy_xds_configmap_loader::selector;
+    let k = server("selectors");
+    let ns = namespace(&k, "selectors");
+    let cases = [
+        "app=envoy",
+        "app==envoy",
+        " app = envoy ",
+        "tier!=db",
+        "a=",
+        "routes",
+        "!legacy",
+        "env in (prod, staging)",
+        "env notin (dev)",
+        "app.kubernetes.io/part-of=gateway,team in (a,b),!old",
+        "a in (b,,c)",
+        "a=b,",
+        "-a=b",
+        "a=b-",
+        "a=b@c",
+        "Example.com/a=b",
+        "/a=b",
+        "a in b",
+        "a in (b",
+        "a among (b)",
+        "a in (b) c",
+        "a b",
+    ];
+    let mut checked = 0;
+    for text in cases {
+        let ours = selector::parse(text).is_ok();
+        let mut q = String::new();
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                q.push(b as char);
+            } else {
+                q.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let (status, v) = k.call(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/configmaps?labelSelector={q}"),
+            None,
+        );
+        assert!(status == 200 || status == 400, "{text:?}: {status} {v}");
+        assert_eq!(
+            ours,
+            status == 200,
+            "{text:?}: we say {ours}, the server {status} {v}"
+        );
+        checked += 1;
+    }
+    eprintln!("  {checked} label selectors: the loader and the server agree on each");
+}
