@@ -553,3 +553,120 @@ fn label_selector_syntax_agrees_with_the_server() {
     }
     eprintln!("  {checked} label selectors: the loader and the server agree on each");
 }
+
+/// The client's paged list and watch of a label selection (`kube::Client::list_page`,
+/// `watch_selection`, not yet behind a flag) against the server: pages at one version,
+/// namespaced and cluster-wide, and a watch that hears objects enter and leave the
+/// selection by their labels.
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_label_selection_pages_and_watches_as_the_server_serves_it() {
+    use envoy_xds_configmap_loader::config::{ApiServer, Kind};
+    use envoy_xds_configmap_loader::kube::{Client, Selection, SelectionEvent};
+    use envoy_xds_configmap_loader::selector;
+    let k = server("selection");
+    let (ns1, ns2) = (namespace(&k, "selection-a"), namespace(&k, "selection-b"));
+    let put = |ns: &str, name: &str, labels: serde_json::Value, v: &str| {
+        k.put(
+            ns,
+            "configmaps",
+            name,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"labels": labels}, "data": {format!("{name}.yaml"): v}}),
+        );
+    };
+    let sel = || selector::parse(&format!("gateway=g{},team", std::process::id())).unwrap();
+    let yes = || json!({"gateway": format!("g{}", std::process::id()), "team": "x"});
+    for i in 0..5 {
+        put(&ns1, &format!("r{i}"), yes(), "1");
+    }
+    put(&ns1, "unlabelled", json!({}), "1");
+    put(&ns2, "other", yes(), "1");
+    let api = ApiServer {
+        https: true,
+        host: k.host.clone(),
+        port: k.port,
+        base_path: String::new(),
+    };
+    let trust = envoy_xds_configmap_loader::config::Trust::CaFile(k.ca.clone());
+    let client = Client::new(api, k.token_file.clone(), &trust);
+    let in_ns1 = Selection {
+        kind: Kind::ConfigMap,
+        namespace: Some(ns1.clone()),
+        selector: sel(),
+    };
+    // Pages of 2: 3 pages, one version, and a change between pages does not show.
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    let mut version = None;
+    let mut pages = 0;
+    loop {
+        let page = client.list_page(&in_ns1, 2, token.as_deref()).unwrap();
+        pages += 1;
+        assert_eq!(
+            *version.get_or_insert(page.resource_version.clone()),
+            page.resource_version
+        );
+        names.extend(page.members.iter().map(|m| m.object.name.clone()));
+        if pages == 1 {
+            put(&ns1, "r4", yes(), "changed between pages");
+        }
+        for m in &page.members {
+            let data = m.content.files.as_ref().unwrap();
+            assert_eq!(
+                data.values().next().map(|v| v.as_slice()),
+                Some(&b"1"[..]),
+                "{}",
+                m.object
+            );
+            assert!(
+                !m.created.is_empty(),
+                "{} has a creationTimestamp",
+                m.object
+            );
+        }
+        match page.continue_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(
+        names,
+        ["r0", "r1", "r2", "r3", "r4"],
+        "selected, in name order"
+    );
+    assert_eq!(pages, 3);
+    // Cluster-wide: both namespaces.
+    let everywhere = Selection {
+        namespace: None,
+        ..in_ns1.clone()
+    };
+    let all = client.list_page(&everywhere, 500, None).unwrap();
+    let mut seen: Vec<String> = all.members.iter().map(|m| m.object.to_string()).collect();
+    seen.sort();
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert!(seen.contains(&format!("configmap {ns2}/other")), "{seen:?}");
+    // The watch: unlabelling is DELETED, labelling ADDED.
+    let from = client
+        .list_page(&in_ns1, 500, None)
+        .unwrap()
+        .resource_version;
+    let mut w = client
+        .watch_selection(&in_ns1, &from, 10, Duration::from_secs(15))
+        .unwrap();
+    put(&ns1, "r0", json!({}), "1");
+    put(&ns1, "unlabelled", yes(), "now selected");
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        match w.next().unwrap() {
+            Some(SelectionEvent::Upsert(m)) => heard.push(format!("upsert {}", m.object.name)),
+            Some(SelectionEvent::Deleted { object, .. }) => {
+                heard.push(format!("deleted {}", object.name))
+            }
+            Some(SelectionEvent::Bookmark { .. }) => {}
+            other => panic!("{other:?} after {heard:?}"),
+        }
+    }
+    assert_eq!(heard, ["deleted r0", "upsert unlabelled"]);
+    eprintln!("  selection in {ns1}: 5 of 6 in 3 pages at version {}; cluster-wide 6; unlabel -> DELETED, label -> ADDED", version.unwrap());
+}

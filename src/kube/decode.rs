@@ -309,6 +309,146 @@ fn decode_status_value(v: &json::Value<'_>) -> Status {
     }
 }
 
+/// One object of a selection (a label selector's list or watch): which object it is, when
+/// it was created (RFC 3339, as the server wrote it; empty when absent), and its version
+/// and files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub object: ObjectRef,
+    pub created: String,
+    pub content: Object,
+}
+
+/// One page of a selection's list: the list's resourceVersion (every page of one list has
+/// the first page's), the objects, and the token of the next page while more remain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub resource_version: String,
+    pub members: Vec<Member>,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
+}
+
+/// One watch event of a selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectionEvent {
+    /// ADDED or MODIFIED: the object is (still) selected.
+    Upsert(Member),
+    /// DELETED: the object is gone, or no longer matches the selector.
+    Deleted {
+        object: ObjectRef,
+        resource_version: String,
+    },
+    Bookmark {
+        resource_version: String,
+    },
+    /// An ERROR event with code 410: the version is too old; relist.
+    Expired(Status),
+    /// Any other ERROR event.
+    Error(Status),
+}
+
+/// Decodes one page of a list of `kind` objects, as a selection's members.
+pub fn decode_page(body: &[u8], kind: Kind) -> Result<Page, Error> {
+    let mut v = parse_json(body, "list")?;
+    if str_at(&v, &["kind"]) == Some("Status") {
+        return Err(Error::Status(decode_status_value(&v)));
+    }
+    let resource_version = str_at(&v, &["metadata", "resourceVersion"])
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Malformed("list: no metadata.resourceVersion".into()))?
+        .to_string();
+    let continue_token = str_at(&v, &["metadata", "continue"])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let remaining = v
+        .pointer(&["metadata", "remainingItemCount"])
+        .and_then(|n| n.as_i64())
+        .and_then(|n| u64::try_from(n).ok());
+    let members = match get_mut(&mut v, "items") {
+        None => return Err(Error::Malformed("list: no items".into())),
+        Some(json::Value::Null) => Vec::new(),
+        Some(json::Value::Array(items)) => items
+            .iter_mut()
+            .map(|item| take_member(item, kind, "list item"))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(Error::Malformed("list: items is not an array".into())),
+    };
+    Ok(Page {
+        resource_version,
+        members,
+        continue_token,
+        remaining,
+    })
+}
+
+/// The object an item or event names: its namespace and name, which must be there.
+fn object_ref(v: &json::Value<'_>, kind: Kind, what: &str) -> Result<ObjectRef, Error> {
+    let field = |name: &str| {
+        str_at(v, &["metadata", name])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Malformed(format!("{what}: no metadata.{name}")))
+    };
+    Ok(ObjectRef {
+        kind,
+        namespace: field("namespace")?,
+        name: field("name")?,
+    })
+}
+
+/// A member, its content moved out of `v`.
+fn take_member(v: &mut json::Value<'_>, kind: Kind, what: &str) -> Result<Member, Error> {
+    let object = object_ref(v, kind, what)?;
+    let created = str_at(v, &["metadata", "creationTimestamp"])
+        .unwrap_or_default()
+        .to_string();
+    Ok(Member {
+        object,
+        created,
+        content: take_object(v, kind)?,
+    })
+}
+
+/// Decodes one watch event line of a selection of `kind` objects.
+pub fn decode_selection_event(line: &[u8], kind: Kind) -> Result<SelectionEvent, Error> {
+    let mut v = parse_json(line, "watch event")?;
+    let typ = str_at(&v, &["type"])
+        .ok_or_else(|| Error::Malformed("watch event: no type".into()))?
+        .to_string();
+    let what = format!("watch event {typ}");
+    let object =
+        get_mut(&mut v, "object").ok_or_else(|| Error::Malformed(format!("{what}: no object")))?;
+    let version = |o: &json::Value<'_>| {
+        str_at(o, &["metadata", "resourceVersion"])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Malformed(format!("{what}: no metadata.resourceVersion")))
+    };
+    match typ.as_str() {
+        "ADDED" | "MODIFIED" => Ok(SelectionEvent::Upsert(take_member(object, kind, &what)?)),
+        "DELETED" => Ok(SelectionEvent::Deleted {
+            object: object_ref(object, kind, &what)?,
+            resource_version: version(object)?,
+        }),
+        "BOOKMARK" => Ok(SelectionEvent::Bookmark {
+            resource_version: version(object)?,
+        }),
+        "ERROR" => {
+            let status = decode_status_value(object);
+            if status.code == 410 || status.reason == "Expired" || status.reason == "Gone" {
+                Ok(SelectionEvent::Expired(status))
+            } else {
+                Ok(SelectionEvent::Error(status))
+            }
+        }
+        other => Err(Error::Malformed(format!(
+            "watch event: unknown type {:?}",
+            other.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +647,101 @@ mod tests {
             r#"{"type":"WHATEVER","object":{}}"#,
         ] {
             assert!(decode_event(bad.as_bytes(), &o).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pages_of_a_selection() {
+        let body = br#"{"kind":"ConfigMapList","metadata":{"resourceVersion":"77","continue":"tok","remainingItemCount":3},
+          "items":[{"metadata":{"name":"a","namespace":"team-1","resourceVersion":"70","creationTimestamp":"2026-12-01T10:00:00Z"},"data":{"x":"1"}},
+                   {"metadata":{"name":"b","namespace":"team-2","resourceVersion":"71"},"data":{"x":1}}]}"#;
+        let p = decode_page(body, Kind::ConfigMap).unwrap();
+        assert_eq!(p.resource_version, "77");
+        assert_eq!(p.continue_token.as_deref(), Some("tok"));
+        assert_eq!(p.remaining, Some(3));
+        assert_eq!(p.members.len(), 2);
+        let (a, b) = (&p.members[0], &p.members[1]);
+        assert_eq!(a.object.to_string(), "configmap team-1/a");
+        assert_eq!(a.created, "2026-12-01T10:00:00Z");
+        assert_eq!(a.content.files, Ok(files(&[("x", b"1")])));
+        assert_eq!(b.object.to_string(), "configmap team-2/b");
+        assert_eq!(b.created, "");
+        assert!(b.content.files.is_err(), "bad content is kept as a refusal");
+        let last = br#"{"metadata":{"resourceVersion":"77","continue":""},"items":null}"#;
+        let p = decode_page(last, Kind::Secret).unwrap();
+        assert_eq!((p.continue_token, p.members.len()), (None, 0));
+        for (bad, want) in [
+            (&br#"{"metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a","resourceVersion":"1"}}]}"#[..], "no metadata.namespace"),
+            (br#"{"metadata":{"resourceVersion":"1"},"items":{}}"#, "not an array"),
+            (br#"{"items":[]}"#, "no metadata.resourceVersion"),
+        ] {
+            let e = decode_page(bad, Kind::ConfigMap).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let expired = br#"{"kind":"Status","status":"Failure","reason":"Expired","code":410,"message":"The provided continue parameter is too old"}"#;
+        assert!(
+            matches!(decode_page(expired, Kind::ConfigMap), Err(Error::Status(s)) if s.code == 410)
+        );
+    }
+
+    #[test]
+    fn events_of_a_selection() {
+        let member = |ns: &str, name: &str, rv: &str| Member {
+            object: ObjectRef {
+                kind: Kind::ConfigMap,
+                namespace: ns.into(),
+                name: name.into(),
+            },
+            created: String::new(),
+            content: Object {
+                resource_version: rv.into(),
+                files: Ok(files(&[("k", b"v")])),
+            },
+        };
+        let table: &[(&str, SelectionEvent)] = &[
+            (
+                r#"{"type":"ADDED","object":{"metadata":{"namespace":"t","name":"a","resourceVersion":"5"},"data":{"k":"v"}}}"#,
+                SelectionEvent::Upsert(member("t", "a", "5")),
+            ),
+            (
+                r#"{"type":"DELETED","object":{"metadata":{"namespace":"t","name":"a","resourceVersion":"6"},"data":{"k":"v"}}}"#,
+                SelectionEvent::Deleted {
+                    object: member("t", "a", "6").object,
+                    resource_version: "6".into(),
+                },
+            ),
+            (
+                r#"{"type":"BOOKMARK","object":{"kind":"ConfigMap","metadata":{"resourceVersion":"9"}}}"#,
+                SelectionEvent::Bookmark {
+                    resource_version: "9".into(),
+                },
+            ),
+            (
+                r#"{"type":"ERROR","object":{"kind":"Status","reason":"Expired","code":410,"message":"too old resource version: 1 (5)"}}"#,
+                SelectionEvent::Expired(Status {
+                    code: 410,
+                    reason: "Expired".into(),
+                    message: "too old resource version: 1 (5)".into(),
+                }),
+            ),
+        ];
+        for (line, want) in table {
+            assert_eq!(
+                &decode_selection_event(line.as_bytes(), Kind::ConfigMap).unwrap(),
+                want,
+                "{line}"
+            );
+        }
+        for bad in [
+            r#"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"5"}}}"#,
+            r#"{"type":"DELETED","object":{"metadata":{"namespace":"t","name":"a"}}}"#,
+            r#"{"type":"NOPE","object":{}}"#,
+            r#"{"object":{}}"#,
+        ] {
+            assert!(
+                decode_selection_event(bad.as_bytes(), Kind::ConfigMap).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -13,10 +13,12 @@ pub mod decode;
 
 pub use crate::config::{Kind, ObjectRef};
 pub use decode::{
-    decode_event, decode_list, decode_object, decode_status, Event, Listed, Object, Refused, Status,
+    decode_event, decode_list, decode_object, decode_page, decode_selection_event, decode_status,
+    Event, Listed, Member, Object, Page, Refused, SelectionEvent, Status,
 };
 
 use crate::config::{ApiServer, Trust};
+use crate::selector::Selector;
 use crate::{http, log, tls};
 use std::fmt;
 use std::path::PathBuf;
@@ -214,6 +216,60 @@ impl Client {
         })
     }
 
+    /// One page of the objects of `kind` that `selector` selects, in `namespace` or in every
+    /// namespace (`None`): at most `limit` of them, from `continue_token` on when given (a
+    /// token that expired answers 410: start the list again). A consistent read.
+    pub fn list_page(
+        &self,
+        selection: &Selection,
+        limit: u32,
+        continue_token: Option<&str>,
+    ) -> Result<Page, Error> {
+        let mut path = format!("{}&limit={}", self.selection_path(selection), limit.max(1));
+        if let Some(token) = continue_token {
+            path.push_str("&continue=");
+            path.push_str(&query_escape(token));
+        }
+        let mut resp = self.get(&path, self.io_timeout)?;
+        let body = resp.read_body(MAX_LIST_BYTES)?;
+        Ok(decode_page(&body, selection.kind)?)
+    }
+
+    /// Starts a watch of a selection from `resource_version`, with bookmarks and a
+    /// server-side timeout, as [`watch`](Client::watch) does for one object.
+    pub fn watch_selection(
+        &self,
+        selection: &Selection,
+        resource_version: &str,
+        timeout_secs: u64,
+        read_timeout: Duration,
+    ) -> Result<SelectionWatch, Error> {
+        let path = format!(
+            "{}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={}",
+            self.selection_path(selection),
+            query_escape(resource_version),
+            timeout_secs.max(1)
+        );
+        let resp = self.get(&path, read_timeout)?;
+        Ok(SelectionWatch {
+            resp,
+            kind: selection.kind,
+        })
+    }
+
+    fn selection_path(&self, selection: &Selection) -> String {
+        let scope = match &selection.namespace {
+            Some(ns) => format!("/namespaces/{ns}"),
+            None => String::new(),
+        };
+        format!(
+            "{}/api/v1{scope}/{}?labelSelector={}",
+            self.api.base_path,
+            selection.kind.plural(),
+            query_escape(&selection.selector.to_string())
+        )
+    }
+
     fn collection_path(&self, obj: &ObjectRef) -> String {
         format!(
             "{}/api/v1/namespaces/{}/{}?fieldSelector=metadata.name%3D{}",
@@ -343,6 +399,30 @@ impl Watch {
         match self.resp.next_line(MAX_EVENT_BYTES)? {
             None => Ok(None),
             Some(line) => Ok(Some(decode_event(line, &self.obj)?)),
+        }
+    }
+}
+
+/// What a label selector picks: objects of one kind, in one namespace or all (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub selector: Selector,
+}
+
+/// An open watch of a selection.
+pub struct SelectionWatch {
+    resp: http::Response<tls::Stream>,
+    kind: Kind,
+}
+
+impl SelectionWatch {
+    /// The next event; `Ok(None)` when the server ended the stream normally.
+    pub fn next(&mut self) -> Result<Option<SelectionEvent>, Error> {
+        match self.resp.next_line(MAX_EVENT_BYTES)? {
+            None => Ok(None),
+            Some(line) => Ok(Some(decode_selection_event(line, self.kind)?)),
         }
     }
 }
