@@ -196,6 +196,8 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
     emu.touch("default", "envoy").expect("exists");
     emu.apply("default", "envoy", &[("a.yaml", "1c"), ("c.yaml", "3")]);
     assert_files_within(T, &l, &out, &[("a.yaml", "1c"), ("c.yaml", "3")]);
+    // the files are visible a moment before the write logs its line
+    wait_until(T, || l.log().matches("snapshot written").count() > writes);
     assert_eq!(
         l.log().matches("snapshot written").count(),
         writes + 1,

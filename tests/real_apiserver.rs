@@ -63,9 +63,12 @@ fn converged(l: &Loader, out: &Path, want: &[(&str, &str)], what: &str) -> Durat
     took
 }
 
-/// How many snapshots the loader has logged as written.
-fn written(l: &Loader) -> usize {
-    l.log().matches("msg=\"snapshot written\"").count()
+/// How many snapshots the loader has logged as written, once it has logged at least
+/// `least`: the files are visible a moment before the write logs its line.
+fn written(l: &Loader, least: usize) -> usize {
+    let count = || l.log().matches("msg=\"snapshot written\"").count();
+    wait_until(T, || count() >= least);
+    count()
 }
 
 #[test]
@@ -120,7 +123,7 @@ fn watch_follows_updates_added_and_removed_keys() {
             &format!("configmap {ns}/envoy update {}", i + 1),
         );
     }
-    assert_eq!(written(&l), 4, "one snapshot per change: {}", l.log());
+    assert_eq!(written(&l, 4), 4, "one snapshot per change: {}", l.log());
 }
 
 #[test]
@@ -142,7 +145,7 @@ fn a_labels_only_update_writes_nothing() {
     converged(&l, &out, &[("a", "2")], "the change after the labels");
     assert_ne!(data_target(&out), version);
     assert_eq!(
-        written(&l),
+        written(&l, 2),
         2,
         "configmap {ns}/envoy: the labels-only MODIFIED wrote nothing: {}",
         l.log()
