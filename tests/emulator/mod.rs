@@ -35,7 +35,9 @@
 pub(crate) mod api;
 pub(crate) mod cli;
 pub(crate) mod http;
+pub(crate) mod labels;
 pub(crate) mod objects;
+pub(crate) mod paging;
 pub(crate) mod text;
 pub(crate) mod tls;
 pub(crate) mod watch;
@@ -253,6 +255,8 @@ pub(crate) struct State {
     pub restart_pending: bool,
     /// Every new watch gets "too old" at once (a server or proxy stuck answering 410).
     pub expire_every_watch: bool,
+    /// Every continue token with a version answers 410 Expired (as after a compaction).
+    pub expire_continue: bool,
     pub open_watches: usize,
     pub rng: Rng,
     pub down: bool,
@@ -484,6 +488,7 @@ impl Emulator {
             grants: HashMap::new(),
             restart_pending: false,
             expire_every_watch: false,
+            expire_continue: false,
             open_watches: 0,
             rng: Rng::new(),
             down: false,
@@ -861,6 +866,13 @@ impl Emulator {
     /// clean end: a server (or a proxy in front of it) stuck answering "too old".
     pub fn set_expire_every_watch(&self, on: bool) {
         self.sh.lock().expire_every_watch = on;
+    }
+
+    /// While on, every continue token that carries a version (all but the rv -1 tokens of a
+    /// 410's own `metadata.continue`) answers HTTP 410 Expired, as tokens from before an
+    /// etcd compaction do on a real server; `compact` expires the older ones for good.
+    pub fn set_expire_continue_tokens(&self, on: bool) {
+        self.sh.lock().expire_continue = on;
     }
 
     /// While on, new watches get 200 and headers, then nothing at all: no events, no
