@@ -315,10 +315,12 @@ fn authorized(ctx: &Ctx) -> bool {
     }
 }
 
-/// RBAC for a token limited by `grant_only`: get, list and watch of the granted names only.
-/// As the API server's request resolver does, a list or watch names an object through an
-/// exact `metadata.name` requirement of its field selector; without one it is a request for
-/// the whole collection, which `resourceNames` never allows.
+/// RBAC for a token limited by `grant_only`, `grant_in_namespaces` or `grant_cluster_wide`
+/// (the model is `Grant`'s): get, list and watch as the rules allow, nothing else. As the
+/// API server's request resolver does, a list or watch names an object through an exact
+/// `metadata.name` requirement of its field selector; without one it is a request for the
+/// whole collection, which `resourceNames` never allows. A request on `/api/v1/{resource}`
+/// has the cluster scope: only a cluster-wide rule allows it.
 fn authorize(ctx: &Ctx, route: &Route) -> Result<(), ApiError> {
     let Some(token) = &ctx.rec.token else {
         return Ok(());
@@ -356,11 +358,7 @@ fn authorize(ctx: &Ctx, route: &Route) -> Result<(), ApiError> {
             (verb, *kind, ns.clone(), name.clone().or(selected))
         }
     };
-    let allowed = matches!(verb, "get" | "list" | "watch")
-        && kind == grant.kind
-        && ns.as_deref() == Some(grant.ns.as_str())
-        && name.as_ref().is_some_and(|n| grant.names.contains(n));
-    if allowed {
+    if grant.allow(verb, kind, ns.as_deref(), name.as_deref()) {
         return Ok(());
     }
     let subject = match &name {
@@ -376,7 +374,7 @@ fn authorize(ctx: &Ctx, route: &Route) -> Result<(), ApiError> {
         "Forbidden",
         format!(
             "{subject} is forbidden: User \"system:serviceaccount:{}:envoy-xds-loader\" cannot {verb} resource {:?} in API group \"\"{scope}",
-            grant.ns,
+            grant.sa_ns,
             kind.resource()
         ),
     );
