@@ -1940,3 +1940,156 @@ fn label_selector_forms_match_as_kubernetes() {
     );
     assert_eq!(names_of(&r.json()), ["default/web"]);
 }
+
+fn continue_of(v: &Value) -> Option<String> {
+    v["metadata"]["continue"].as_str().map(str::to_string)
+}
+
+#[test]
+fn paged_cluster_wide_lists_answer_every_page_at_the_first_version() {
+    let emu = start(Options::default());
+    for (ns, name) in [
+        ("b", "c3"),
+        ("a", "c1"),
+        ("a-b", "c0"),
+        ("a", "c2"),
+        ("c", "c5"),
+        ("b", "c4"),
+        ("c", "c6"),
+    ] {
+        put_labeled(&emu, ns, name, r#"{"app":"x"}"#, "v1");
+    }
+    // etcd key order: "a-b/…" before "a/…" ('-' < '/').
+    let order = ["a-b/c0", "a/c1", "a/c2", "b/c3", "b/c4", "c/c5", "c/c6"];
+    let whole = get(&emu, "/api/v1/configmaps").json();
+    assert_eq!(names_of(&whole), order);
+    assert_eq!(continue_of(&whole), None);
+
+    let first = get(&emu, "/api/v1/configmaps?limit=2").json();
+    let version = rv_of(&first);
+    assert_eq!(names_of(&first), &order[..2]);
+    assert_eq!(first["metadata"]["remainingItemCount"], 5);
+    // A change between pages (c5, on page 3) must not show: every page is at `version`.
+    put_labeled(&emu, "c", "c5", r#"{"app":"x"}"#, "v2");
+    put_labeled(&emu, "a", "z-new", r#"{"app":"x"}"#, "v1");
+    let mut seen = names_of(&first);
+    let mut token = continue_of(&first);
+    let mut pages = 1;
+    while let Some(t) = token {
+        let v = get(&emu, &format!("/api/v1/configmaps?limit=2&continue={t}")).json();
+        assert_eq!(rv_of(&v), version, "{v}");
+        for item in v["items"].as_array().into_iter().flatten() {
+            assert_eq!(item["data"]["k"], "v1", "{item}");
+        }
+        let left = order.len() - seen.len() - names_of(&v).len();
+        match continue_of(&v) {
+            Some(_) => assert_eq!(v["metadata"]["remainingItemCount"], left as u64),
+            None => assert!(v["metadata"].get("remainingItemCount").is_none()),
+        }
+        seen.extend(names_of(&v));
+        token = continue_of(&v);
+        pages += 1;
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen, order);
+    // Without `limit` a token lists the rest; with a selector no count is given.
+    let t = continue_of(&first).unwrap_or_default();
+    assert_eq!(
+        names_of(&get(&emu, &format!("/api/v1/configmaps?continue={t}")).json()),
+        &order[2..]
+    );
+    let v = get(&emu, "/api/v1/configmaps?limit=2&labelSelector=app%3Dx").json();
+    assert!(continue_of(&v).is_some() && v["metadata"].get("remainingItemCount").is_none());
+    // limit with resourceVersion=0 is answered whole (from the cache); a namespace pages too.
+    let v = get(&emu, "/api/v1/configmaps?limit=2&resourceVersion=0").json();
+    assert_eq!((names_of(&v).len(), continue_of(&v)), (8, None));
+    let v = get(&emu, "/api/v1/namespaces/a/configmaps?limit=1").json();
+    assert_eq!(
+        (names_of(&v), v["metadata"]["remainingItemCount"].as_u64()),
+        (vec![String::from("a/c1")], Some(2))
+    );
+    // limit=abc: 400 as the server says it.
+    let r = get(&emu, "/api/v1/configmaps?limit=abc");
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().map(str::to_string)),
+        (
+            400,
+            Some(String::from(
+                "strconv.ParseInt: parsing \"abc\": invalid syntax"
+            ))
+        )
+    );
+}
+
+#[test]
+fn expired_and_malformed_continue_tokens() {
+    let emu = start(Options::default());
+    for name in ["a", "b", "c", "d"] {
+        put_labeled(&emu, NS, name, "{}", "v");
+    }
+    let first = get(&emu, &list_path("limit=1")).json();
+    let token = continue_of(&first).unwrap_or_default();
+    assert_eq!(
+        get(&emu, &list_path(&format!("limit=1&continue={token}"))).status,
+        200
+    );
+    // Forced expiry, then compaction: HTTP 410 Expired with the server's message and a
+    // token (rv -1) that lists the rest at the current version.
+    for force in [true, false] {
+        if force {
+            emu.set_expire_continue_tokens(true);
+        } else {
+            emu.set_expire_continue_tokens(false);
+            put_labeled(&emu, NS, "e", "{}", "v");
+            emu.compact();
+        }
+        let r = get(&emu, &list_path(&format!("limit=1&continue={token}")));
+        assert_eq!(r.status, 410, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["reason"], "Expired");
+        assert_eq!(v["code"], 410);
+        assert_eq!(v["message"], "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.");
+        assert!(v.get("details").is_none(), "{v}");
+        let fresh = continue_of(&v).expect("a token in the Status metadata");
+        assert_eq!(emulator::paging::decode(&fresh).map(|t| t.rv), Ok(-1));
+        let rest = get(&emu, &list_path(&format!("limit=10&continue={fresh}"))).json();
+        assert_eq!(rv_of(&rest), emu.resource_version());
+        assert_eq!(names_of(&rest)[0], "default/b");
+    }
+    // Malformed tokens and a token with a version: 400, as the server words them.
+    let b64 = |s: &str| {
+        emulator::base64_encode(s.as_bytes())
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_")
+    };
+    let bad = [
+        (String::from("!!!"), "invalid continue token: continue key is not valid: illegal base64 data at input byte 0"),
+        (b64(r#"{"v":"x"}"#), "invalid continue token: continue key is not valid: server does not recognize this encoded version \"x\""),
+        (b64(r#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#), "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"),
+        (b64(r#"{"v":"meta.k8s.io/v1","rv":5,"start":""}"#), "invalid continue token: continue key is not valid: encoded start key empty (version meta.k8s.io/v1)"),
+        (b64(r#"{"v":"meta.k8s.io/v1","rv":5,"start":"../x"}"#), "invalid continue token: continue key is not valid: ../x"),
+    ];
+    for (t, msg) in &bad {
+        let r = get(&emu, &list_path(&format!("limit=1&continue={t}")));
+        assert_eq!(r.status, 400, "{t}");
+        assert_eq!(r.json()["message"], *msg, "{t}");
+        assert_eq!(r.json()["reason"], "BadRequest");
+    }
+    let r = get(&emu, &list_path("limit=1&continue=Z2FyYmFnZQ"));
+    assert_eq!(r.status, 400);
+    let t = continue_of(&get(&emu, &list_path("limit=1")).json()).unwrap_or_default();
+    let r = get(
+        &emu,
+        &list_path(&format!("limit=1&continue={t}&resourceVersion=5")),
+    );
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().map(str::to_string)),
+        (
+            400,
+            Some(String::from(
+                "specifying resource version is not allowed when using continue"
+            ))
+        )
+    );
+}
