@@ -2093,3 +2093,113 @@ fn expired_and_malformed_continue_tokens() {
         )
     );
 }
+
+#[test]
+fn label_watches_and_cluster_wide_watches_see_selection_changes() {
+    let emu = start(Options::default());
+    let rv = put_labeled(&emu, "a", "w", r#"{"app":"x"}"#, "v1");
+    put_labeled(&emu, "b", "other", r#"{"app":"y"}"#, "v1");
+    let mut ns_watch = Watch::open_target(
+        &emu,
+        &format!(
+            "/api/v1/namespaces/a/configmaps?watch=1&resourceVersion={rv}&labelSelector=app%3Dx"
+        ),
+    );
+    let mut all = Watch::open_target(
+        &emu,
+        &format!("/api/v1/configmaps?watch=1&resourceVersion={rv}&labelSelector=app%3Dx"),
+    );
+    let both = Watch::open_target(&emu, &format!("/api/v1/configmaps?watch=1&resourceVersion={rv}&labelSelector=app%3Dx&fieldSelector=metadata.namespace%3Db"));
+    let out = put_labeled(&emu, "a", "w", r#"{"app":"y"}"#, "v2");
+    let back = put_labeled(&emu, "a", "w", r#"{"app":"x"}"#, "v3");
+    let into_b = put_labeled(&emu, "b", "other", r#"{"app":"x"}"#, "v2");
+    let gone = emu.delete("a", "w").unwrap_or(0);
+    for w in [&mut ns_watch, &mut all] {
+        // Leaving the selection: DELETED with the object as it was, at the change's version.
+        let ev = w.expect_event("DELETED");
+        assert_eq!(ev["object"]["metadata"]["labels"]["app"], "x", "{ev}");
+        assert_eq!(ev["object"]["data"]["k"], "v1", "{ev}");
+        assert_eq!(rv_of(&ev["object"]), out);
+        let ev = w.expect_event("ADDED");
+        assert_eq!(
+            (rv_of(&ev["object"]), ev["object"]["data"]["k"].as_str()),
+            (back, Some("v3"))
+        );
+    }
+    let ev = all.expect_event("ADDED");
+    assert_eq!(
+        (
+            ev["object"]["metadata"]["namespace"].as_str(),
+            rv_of(&ev["object"])
+        ),
+        (Some("b"), into_b)
+    );
+    for w in [&mut ns_watch, &mut all] {
+        let ev = w.expect_event("DELETED");
+        assert_eq!(rv_of(&ev["object"]), gone);
+    }
+    ns_watch.expect_quiet(Duration::from_millis(300));
+    // Label AND field selector: only b/other, when it entered the selection.
+    let mut both = both;
+    let ev = both.expect_event("ADDED");
+    assert_eq!(rv_of(&ev["object"]), into_b);
+    both.expect_quiet(Duration::from_millis(300));
+    // Cluster-wide lists and the deprecated watch path serve every namespace.
+    let v = get(&emu, "/api/v1/configmaps?labelSelector=app%3Dx").json();
+    assert_eq!(names_of(&v), ["b/other"]);
+    let mut w = Watch::open_target(&emu, "/api/v1/watch/configmaps?labelSelector=app");
+    assert_eq!(
+        w.expect_event("ADDED")["object"]["metadata"]["name"],
+        "other"
+    );
+    emu.apply_secret("c", "s", &[("k", b"v")]);
+    assert_eq!(names_of(&get(&emu, "/api/v1/secrets").json()), ["c/s"]);
+}
+
+#[test]
+fn a_namespaced_grant_is_forbidden_cluster_wide() {
+    let emu = start(Options::default());
+    put_labeled(&emu, "a", "x", r#"{"app":"x"}"#, "v");
+    put_labeled(&emu, "b", "y", r#"{"app":"x"}"#, "v");
+    emu.grant_in_namespaces(TOKEN, Kind::ConfigMap, &["a"]);
+    assert_eq!(
+        get(&emu, "/api/v1/namespaces/a/configmaps?labelSelector=app").status,
+        200
+    );
+    assert_eq!(get(&emu, "/api/v1/namespaces/a/configmaps/x").status, 200);
+    let forbidden = [
+        ("/api/v1/configmaps?labelSelector=app", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope"),
+        ("/api/v1/configmaps?fieldSelector=metadata.namespace%3Da", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope"),
+        ("/api/v1/configmaps?watch=1", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot watch resource \"configmaps\" in API group \"\" at the cluster scope"),
+        ("/api/v1/secrets", "secrets is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"secrets\" in API group \"\" at the cluster scope"),
+        ("/api/v1/namespaces/b/configmaps", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"b\""),
+    ];
+    for (path, msg) in forbidden {
+        let r = get(&emu, path);
+        assert_eq!(r.status, 403, "{path}");
+        let v = r.json();
+        assert_eq!(
+            (v["reason"].as_str(), v["message"].as_str()),
+            (Some("Forbidden"), Some(msg)),
+            "{path}"
+        );
+        assert_eq!(
+            v["details"],
+            serde_json::json!({"kind": path.split(['/', '?']).nth(3).filter(|s| *s != "namespaces").unwrap_or("configmaps")})
+        );
+    }
+    // A second namespace's Role does not make it cluster-wide; a ClusterRole does.
+    emu.grant_in_namespaces(TOKEN, Kind::ConfigMap, &["b"]);
+    assert_eq!(get(&emu, "/api/v1/namespaces/b/configmaps").status, 200);
+    assert_eq!(get(&emu, "/api/v1/configmaps").status, 403);
+    emu.grant_cluster_wide(TOKEN, Kind::ConfigMap);
+    assert_eq!(
+        names_of(&get(&emu, "/api/v1/configmaps").json()),
+        ["a/x", "b/y"]
+    );
+    assert_eq!(get(&emu, "/api/v1/secrets").status, 403);
+    assert_eq!(
+        send(&emu, req("DELETE", "/api/v1/namespaces/a/configmaps/x")).status,
+        403
+    );
+}
