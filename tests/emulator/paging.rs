@@ -67,7 +67,7 @@ fn raw_url_decode(s: &str) -> Result<Vec<u8>, String> {
         return Err(illegal(s.len() - 1));
     }
     let mut std = s.replace('-', "+").replace('_', "/");
-    while std.len() % 4 != 0 {
+    while !std.len().is_multiple_of(4) {
         std.push('=');
     }
     base64_decode(&std)
