@@ -1785,3 +1785,421 @@ fn cli_flags_table() {
         assert!(e.contains("--"), "{bad}: {e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Label selectors, paging, cluster-wide lists and watches (as measured against v1.20.2).
+
+/// Creates or replaces ConfigMap `ns/name` with `labels` (JSON object text) over HTTP.
+fn put_labeled(emu: &Emulator, ns: &str, name: &str, labels: &str, value: &str) -> u64 {
+    let body = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","labels":{labels}}},"data":{{"k":"{value}"}}}}"#
+    );
+    let coll = format!("/api/v1/namespaces/{ns}/configmaps");
+    let mut r = send(emu, req("POST", coll.clone()).json(&body));
+    if r.status == 409 {
+        r = send(emu, req("PUT", format!("{coll}/{name}")).json(&body));
+    }
+    assert!(matches!(r.status, 200 | 201), "{}", r.text());
+    rv_of(&r.json())
+}
+
+fn names_of(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    let m = &i["metadata"];
+                    format!(
+                        "{}/{}",
+                        m["namespace"].as_str().unwrap_or(""),
+                        m["name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn label_selector_forms_match_as_kubernetes() {
+    use emulator::labels::parse;
+    let labels = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let web = labels(&[
+        ("app", "web"),
+        ("tier", "front"),
+        ("app.kubernetes.io/name", "envoy"),
+        ("n", "5"),
+    ]);
+    let none = labels(&[]);
+    // (selector, matches `web`, matches an object without labels)
+    let table: &[(&str, bool, bool)] = &[
+        ("app=web", true, false),
+        ("app==web", true, false),
+        ("app=db", false, false),
+        ("app!=db", true, true),
+        ("app!=web", false, true),
+        ("app in (web,db)", true, false),
+        ("app in (db)", false, false),
+        ("app notin (db)", true, true),
+        ("app notin (web, db)", false, true),
+        ("app", true, false),
+        ("!app", false, true),
+        ("missing", false, false),
+        ("!missing", true, true),
+        ("app=web,tier=front", true, false),
+        ("app=web,tier=back", false, false),
+        ("app.kubernetes.io/name=envoy", true, false),
+        ("app.kubernetes.io/name in (envoy)", true, false),
+        ("  app  =  web  ,  !missing  ", true, false),
+        ("app  in(web)", true, false),
+        ("app=", false, false),
+        ("app notin ()", true, true),
+        ("n>4", true, false),
+        ("n<5", false, false),
+        ("", true, true),
+        ("in=x", false, false),
+    ];
+    for (sel, m_web, m_none) in table {
+        let reqs = parse(sel).unwrap_or_else(|e| panic!("{sel:?}: {e}"));
+        assert_eq!(
+            reqs.iter().all(|r| r.matches(&web)),
+            *m_web,
+            "{sel:?} on web"
+        );
+        assert_eq!(
+            reqs.iter().all(|r| r.matches(&none)),
+            *m_none,
+            "{sel:?} on none"
+        );
+    }
+    // The server's own messages (measured against v1.20.2).
+    let errors: &[(&str, &str)] = &[
+        ("a in x", "unable to parse requirement: found 'x' expected: '('"),
+        ("a in (x", "unable to parse requirement: found '', expected: ',' or ')'"),
+        ("a=b=c", "found '=', expected: ',' or 'end of string'"),
+        ("!", "unable to parse requirement: found '', expected: identifier"),
+        ("a b", "unable to parse requirement: found 'b', expected: '=', '!=', '==', 'in', notin'"),
+        ("a,", "found '', expected: identifier after ','"),
+        ("a=b,", "found '', expected: identifier after ','"),
+        (",a", "found ',', expected: !, identifier, or 'end of string'"),
+        ("a!", "unable to parse requirement: found '!', expected: '=', '!=', '==', 'in', notin'"),
+        ("a=b c", "found 'c', expected: ',' or 'end of string'"),
+        ("!a=b", "found '=', expected: ',' or 'end of string'"),
+        ("a=(b)", "unable to parse requirement: found '(', expected: identifier"),
+        ("-a=b", "unable to parse requirement: invalid label key \"-a\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
+        ("a=-b", "unable to parse requirement: invalid label value: \"-b\": at key: \"a\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"),
+        ("x/y/z", "unable to parse requirement: invalid label key \"x/y/z\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"),
+        ("A.b/c=d", "unable to parse requirement: invalid label key \"A.b/c\": prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+        (&"a".repeat(64), "unable to parse requirement: invalid label key \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": name part must be no more than 63 characters"),
+        ("n>x", "unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer"),
+    ];
+    for (sel, msg) in errors {
+        assert_eq!(parse(sel).err().as_deref(), Some(*msg), "{sel:?}");
+    }
+    // Over HTTP: 400 BadRequest with the same message, and matching on real objects.
+    let emu = start(Options::default());
+    put_labeled(&emu, NS, "web", r#"{"app":"web"}"#, "v");
+    put_labeled(&emu, NS, "bare", "{}", "v");
+    for (sel, msg) in errors.iter().take(4) {
+        let r = get(&emu, &list_path(&format!("labelSelector={}", enc(sel))));
+        assert_eq!(r.status, 400, "{sel:?}: {}", r.text());
+        let v = r.json();
+        assert_eq!(
+            (v["reason"].as_str(), v["message"].as_str()),
+            (Some("BadRequest"), Some(*msg))
+        );
+    }
+    let listed =
+        |sel: &str| names_of(&get(&emu, &list_path(&format!("labelSelector={}", enc(sel)))).json());
+    assert_eq!(listed("app!=db"), ["default/bare", "default/web"]);
+    assert_eq!(listed("app notin (web)"), ["default/bare"]);
+    assert_eq!(listed("app"), ["default/web"]);
+    assert_eq!(listed("!app"), ["default/bare"]);
+    // Field and label selectors combine (AND).
+    let r = get(
+        &emu,
+        &list_path("labelSelector=app%21%3Ddb&fieldSelector=metadata.name%3Dweb"),
+    );
+    assert_eq!(names_of(&r.json()), ["default/web"]);
+}
+
+fn continue_of(v: &Value) -> Option<String> {
+    v["metadata"]["continue"].as_str().map(str::to_string)
+}
+
+#[test]
+fn paged_cluster_wide_lists_answer_every_page_at_the_first_version() {
+    let emu = start(Options::default());
+    for (ns, name) in [
+        ("b", "c3"),
+        ("a", "c1"),
+        ("a-b", "c0"),
+        ("a", "c2"),
+        ("c", "c5"),
+        ("b", "c4"),
+        ("c", "c6"),
+    ] {
+        put_labeled(&emu, ns, name, r#"{"app":"x"}"#, "v1");
+    }
+    // etcd key order: "a-b/…" before "a/…" ('-' < '/').
+    let order = ["a-b/c0", "a/c1", "a/c2", "b/c3", "b/c4", "c/c5", "c/c6"];
+    let whole = get(&emu, "/api/v1/configmaps").json();
+    assert_eq!(names_of(&whole), order);
+    assert_eq!(continue_of(&whole), None);
+
+    let first = get(&emu, "/api/v1/configmaps?limit=2").json();
+    let version = rv_of(&first);
+    assert_eq!(names_of(&first), &order[..2]);
+    assert_eq!(first["metadata"]["remainingItemCount"], 5);
+    // A change between pages (c5, on page 3) must not show: every page is at `version`.
+    put_labeled(&emu, "c", "c5", r#"{"app":"x"}"#, "v2");
+    put_labeled(&emu, "a", "z-new", r#"{"app":"x"}"#, "v1");
+    let mut seen = names_of(&first);
+    let mut token = continue_of(&first);
+    let mut pages = 1;
+    while let Some(t) = token {
+        let v = get(&emu, &format!("/api/v1/configmaps?limit=2&continue={t}")).json();
+        assert_eq!(rv_of(&v), version, "{v}");
+        for item in v["items"].as_array().into_iter().flatten() {
+            assert_eq!(item["data"]["k"], "v1", "{item}");
+        }
+        let left = order.len() - seen.len() - names_of(&v).len();
+        match continue_of(&v) {
+            Some(_) => assert_eq!(v["metadata"]["remainingItemCount"], left as u64),
+            None => assert!(v["metadata"].get("remainingItemCount").is_none()),
+        }
+        seen.extend(names_of(&v));
+        token = continue_of(&v);
+        pages += 1;
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen, order);
+    // Without `limit` a token lists the rest; with a selector no count is given.
+    let t = continue_of(&first).unwrap_or_default();
+    assert_eq!(
+        names_of(&get(&emu, &format!("/api/v1/configmaps?continue={t}")).json()),
+        &order[2..]
+    );
+    let v = get(&emu, "/api/v1/configmaps?limit=2&labelSelector=app%3Dx").json();
+    assert!(continue_of(&v).is_some() && v["metadata"].get("remainingItemCount").is_none());
+    // limit with resourceVersion=0 is answered whole (from the cache); a namespace pages too.
+    let v = get(&emu, "/api/v1/configmaps?limit=2&resourceVersion=0").json();
+    assert_eq!((names_of(&v).len(), continue_of(&v)), (8, None));
+    let v = get(&emu, "/api/v1/namespaces/a/configmaps?limit=1").json();
+    assert_eq!(
+        (names_of(&v), v["metadata"]["remainingItemCount"].as_u64()),
+        (vec![String::from("a/c1")], Some(2))
+    );
+    // limit=abc: 400 as the server says it.
+    let r = get(&emu, "/api/v1/configmaps?limit=abc");
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().map(str::to_string)),
+        (
+            400,
+            Some(String::from(
+                "strconv.ParseInt: parsing \"abc\": invalid syntax"
+            ))
+        )
+    );
+}
+
+#[test]
+fn expired_and_malformed_continue_tokens() {
+    let emu = start(Options::default());
+    for name in ["a", "b", "c", "d"] {
+        put_labeled(&emu, NS, name, "{}", "v");
+    }
+    let first = get(&emu, &list_path("limit=1")).json();
+    let token = continue_of(&first).unwrap_or_default();
+    assert_eq!(
+        get(&emu, &list_path(&format!("limit=1&continue={token}"))).status,
+        200
+    );
+    // Forced expiry, then compaction: HTTP 410 Expired with the server's message and a
+    // token (rv -1) that lists the rest at the current version.
+    for force in [true, false] {
+        if force {
+            emu.set_expire_continue_tokens(true);
+        } else {
+            emu.set_expire_continue_tokens(false);
+            put_labeled(&emu, NS, "e", "{}", "v");
+            emu.compact();
+        }
+        let r = get(&emu, &list_path(&format!("limit=1&continue={token}")));
+        assert_eq!(r.status, 410, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["reason"], "Expired");
+        assert_eq!(v["code"], 410);
+        assert_eq!(v["message"], "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.");
+        assert!(v.get("details").is_none(), "{v}");
+        let fresh = continue_of(&v).expect("a token in the Status metadata");
+        assert_eq!(emulator::paging::decode(&fresh).map(|t| t.rv), Ok(-1));
+        let rest = get(&emu, &list_path(&format!("limit=10&continue={fresh}"))).json();
+        assert_eq!(rv_of(&rest), emu.resource_version());
+        assert_eq!(names_of(&rest)[0], "default/b");
+    }
+    // Malformed tokens and a token with a version: 400, as the server words them.
+    let b64 = |s: &str| {
+        emulator::base64_encode(s.as_bytes())
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_")
+    };
+    let bad = [
+        (String::from("!!!"), "invalid continue token: continue key is not valid: illegal base64 data at input byte 0"),
+        (b64(r#"{"v":"x"}"#), "invalid continue token: continue key is not valid: server does not recognize this encoded version \"x\""),
+        (b64(r#"{"v":"meta.k8s.io/v1","rv":0,"start":"a"}"#), "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"),
+        (b64(r#"{"v":"meta.k8s.io/v1","rv":5,"start":""}"#), "invalid continue token: continue key is not valid: encoded start key empty (version meta.k8s.io/v1)"),
+        (b64(r#"{"v":"meta.k8s.io/v1","rv":5,"start":"../x"}"#), "invalid continue token: continue key is not valid: ../x"),
+    ];
+    for (t, msg) in &bad {
+        let r = get(&emu, &list_path(&format!("limit=1&continue={t}")));
+        assert_eq!(r.status, 400, "{t}");
+        assert_eq!(r.json()["message"], *msg, "{t}");
+        assert_eq!(r.json()["reason"], "BadRequest");
+    }
+    let r = get(&emu, &list_path("limit=1&continue=Z2FyYmFnZQ"));
+    assert_eq!(r.status, 400);
+    let t = continue_of(&get(&emu, &list_path("limit=1")).json()).unwrap_or_default();
+    let r = get(
+        &emu,
+        &list_path(&format!("limit=1&continue={t}&resourceVersion=5")),
+    );
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().map(str::to_string)),
+        (
+            400,
+            Some(String::from(
+                "specifying resource version is not allowed when using continue"
+            ))
+        )
+    );
+}
+
+#[test]
+fn label_watches_and_cluster_wide_watches_see_selection_changes() {
+    let emu = start(Options::default());
+    let rv = put_labeled(&emu, "a", "w", r#"{"app":"x"}"#, "v1");
+    put_labeled(&emu, "b", "other", r#"{"app":"y"}"#, "v1");
+    let mut ns_watch = Watch::open_target(
+        &emu,
+        &format!(
+            "/api/v1/namespaces/a/configmaps?watch=1&resourceVersion={rv}&labelSelector=app%3Dx"
+        ),
+    );
+    let mut all = Watch::open_target(
+        &emu,
+        &format!("/api/v1/configmaps?watch=1&resourceVersion={rv}&labelSelector=app%3Dx"),
+    );
+    let both = Watch::open_target(&emu, &format!("/api/v1/configmaps?watch=1&resourceVersion={rv}&labelSelector=app%3Dx&fieldSelector=metadata.namespace%3Db"));
+    let out = put_labeled(&emu, "a", "w", r#"{"app":"y"}"#, "v2");
+    let back = put_labeled(&emu, "a", "w", r#"{"app":"x"}"#, "v3");
+    let into_b = put_labeled(&emu, "b", "other", r#"{"app":"x"}"#, "v2");
+    let gone = emu.delete("a", "w").unwrap_or(0);
+    for w in [&mut ns_watch, &mut all] {
+        // Leaving the selection: DELETED with the object as it was, at the change's version.
+        let ev = w.expect_event("DELETED");
+        assert_eq!(ev["object"]["metadata"]["labels"]["app"], "x", "{ev}");
+        assert_eq!(ev["object"]["data"]["k"], "v1", "{ev}");
+        assert_eq!(rv_of(&ev["object"]), out);
+        let ev = w.expect_event("ADDED");
+        assert_eq!(
+            (rv_of(&ev["object"]), ev["object"]["data"]["k"].as_str()),
+            (back, Some("v3"))
+        );
+    }
+    let ev = all.expect_event("ADDED");
+    assert_eq!(
+        (
+            ev["object"]["metadata"]["namespace"].as_str(),
+            rv_of(&ev["object"])
+        ),
+        (Some("b"), into_b)
+    );
+    for w in [&mut ns_watch, &mut all] {
+        let ev = w.expect_event("DELETED");
+        assert_eq!(rv_of(&ev["object"]), gone);
+    }
+    ns_watch.expect_quiet(Duration::from_millis(300));
+    // Label AND field selector: only b/other, when it entered the selection.
+    let mut both = both;
+    let ev = both.expect_event("ADDED");
+    assert_eq!(rv_of(&ev["object"]), into_b);
+    both.expect_quiet(Duration::from_millis(300));
+    // Cluster-wide lists and the deprecated watch path serve every namespace.
+    let v = get(&emu, "/api/v1/configmaps?labelSelector=app%3Dx").json();
+    assert_eq!(names_of(&v), ["b/other"]);
+    let mut w = Watch::open_target(&emu, "/api/v1/watch/configmaps?labelSelector=app");
+    assert_eq!(
+        w.expect_event("ADDED")["object"]["metadata"]["name"],
+        "other"
+    );
+    emu.apply_secret("c", "s", &[("k", b"v")]);
+    assert_eq!(names_of(&get(&emu, "/api/v1/secrets").json()), ["c/s"]);
+}
+
+#[test]
+fn a_namespaced_grant_is_forbidden_cluster_wide() {
+    let emu = start(Options::default());
+    put_labeled(&emu, "a", "x", r#"{"app":"x"}"#, "v");
+    put_labeled(&emu, "b", "y", r#"{"app":"x"}"#, "v");
+    emu.grant_in_namespaces(TOKEN, Kind::ConfigMap, &["a"]);
+    assert_eq!(
+        get(&emu, "/api/v1/namespaces/a/configmaps?labelSelector=app").status,
+        200
+    );
+    assert_eq!(get(&emu, "/api/v1/namespaces/a/configmaps/x").status, 200);
+    let forbidden = [
+        ("/api/v1/configmaps?labelSelector=app", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope"),
+        ("/api/v1/configmaps?fieldSelector=metadata.namespace%3Da", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"configmaps\" in API group \"\" at the cluster scope"),
+        ("/api/v1/configmaps?watch=1", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot watch resource \"configmaps\" in API group \"\" at the cluster scope"),
+        ("/api/v1/secrets", "secrets is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"secrets\" in API group \"\" at the cluster scope"),
+        ("/api/v1/namespaces/b/configmaps", "configmaps is forbidden: User \"system:serviceaccount:a:envoy-xds-loader\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"b\""),
+    ];
+    for (path, msg) in forbidden {
+        let r = get(&emu, path);
+        assert_eq!(r.status, 403, "{path}");
+        let v = r.json();
+        assert_eq!(
+            (v["reason"].as_str(), v["message"].as_str()),
+            (Some("Forbidden"), Some(msg)),
+            "{path}"
+        );
+        assert_eq!(
+            v["details"],
+            serde_json::json!({"kind": path.split(['/', '?']).nth(3).filter(|s| *s != "namespaces").unwrap_or("configmaps")})
+        );
+    }
+    // A second namespace's Role does not make it cluster-wide; a ClusterRole does.
+    emu.grant_in_namespaces(TOKEN, Kind::ConfigMap, &["b"]);
+    assert_eq!(get(&emu, "/api/v1/namespaces/b/configmaps").status, 200);
+    assert_eq!(get(&emu, "/api/v1/configmaps").status, 403);
+    emu.grant_cluster_wide(TOKEN, Kind::ConfigMap);
+    assert_eq!(
+        names_of(&get(&emu, "/api/v1/configmaps").json()),
+        ["a/x", "b/y"]
+    );
+    assert_eq!(get(&emu, "/api/v1/secrets").status, 403);
+    assert_eq!(
+        send(&emu, req("DELETE", "/api/v1/namespaces/a/configmaps/x")).status,
+        403
+    );
+}

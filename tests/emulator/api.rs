@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, ReadError, Request};
 use super::objects::{self, ApiError, Kind};
-use super::{text, watch, Conn, Obj, Record, Shared};
+use super::{labels, paging, text, watch, Conn, Obj, Record, Shared};
 
 /// Bodies up to this size are sent with `Content-Length`, larger ones chunked (Go's
 /// net/http buffers 2048 bytes before it decides).
@@ -315,10 +315,12 @@ fn authorized(ctx: &Ctx) -> bool {
     }
 }
 
-/// RBAC for a token limited by `grant_only`: get, list and watch of the granted names only.
-/// As the API server's request resolver does, a list or watch names an object through an
-/// exact `metadata.name` requirement of its field selector; without one it is a request for
-/// the whole collection, which `resourceNames` never allows.
+/// RBAC for a token limited by `grant_only`, `grant_in_namespaces` or `grant_cluster_wide`
+/// (the model is `Grant`'s): get, list and watch as the rules allow, nothing else. As the
+/// API server's request resolver does, a list or watch names an object through an exact
+/// `metadata.name` requirement of its field selector; without one it is a request for the
+/// whole collection, which `resourceNames` never allows. A request on `/api/v1/{resource}`
+/// has the cluster scope: only a cluster-wide rule allows it.
 fn authorize(ctx: &Ctx, route: &Route) -> Result<(), ApiError> {
     let Some(token) = &ctx.rec.token else {
         return Ok(());
@@ -356,11 +358,7 @@ fn authorize(ctx: &Ctx, route: &Route) -> Result<(), ApiError> {
             (verb, *kind, ns.clone(), name.clone().or(selected))
         }
     };
-    let allowed = matches!(verb, "get" | "list" | "watch")
-        && kind == grant.kind
-        && ns.as_deref() == Some(grant.ns.as_str())
-        && name.as_ref().is_some_and(|n| grant.names.contains(n));
-    if allowed {
+    if grant.allow(verb, kind, ns.as_deref(), name.as_deref()) {
         return Ok(());
     }
     let subject = match &name {
@@ -376,7 +374,7 @@ fn authorize(ctx: &Ctx, route: &Route) -> Result<(), ApiError> {
         "Forbidden",
         format!(
             "{subject} is forbidden: User \"system:serviceaccount:{}:envoy-xds-loader\" cannot {verb} resource {:?} in API group \"\"{scope}",
-            grant.ns,
+            grant.sa_ns,
             kind.resource()
         ),
     );
@@ -491,15 +489,7 @@ pub(crate) fn parse_route(path: &str) -> Result<Route, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Selectors.
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum LabelReq {
-    Eq(String, String),
-    Ne(String, String),
-    Exists(String),
-    NotExists(String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-}
+pub(crate) use super::labels::LabelReq;
 
 /// Which objects a list or watch covers.
 #[derive(Clone, Debug)]
@@ -550,14 +540,7 @@ impl Filter {
                 return false;
             }
         }
-        self.labels.iter().all(|r| match r {
-            LabelReq::Eq(k, v) => o.labels.get(k) == Some(v),
-            LabelReq::Ne(k, v) => o.labels.get(k) != Some(v),
-            LabelReq::Exists(k) => o.labels.contains_key(k),
-            LabelReq::NotExists(k) => !o.labels.contains_key(k),
-            LabelReq::In(k, vs) => o.labels.get(k).is_some_and(|v| vs.contains(v)),
-            LabelReq::NotIn(k, vs) => !o.labels.get(k).is_some_and(|v| vs.contains(v)),
-        })
+        self.labels.iter().all(|r| r.matches(&o.labels))
     }
 }
 
@@ -590,61 +573,10 @@ pub(crate) fn parse_field_selector(s: &str) -> Result<Vec<(String, bool, String)
     Ok(out)
 }
 
-/// Equality (`k=v`, `k==v`, `k!=v`), existence (`k`, `!k`) and set (`k in (a,b)`,
-/// `k notin (a,b)`) requirements, comma-separated.
+/// The full `labels.Parse` syntax (see labels.rs); a syntax error is a 400 whose message
+/// names the bad part, as the server's is.
 pub(crate) fn parse_label_selector(s: &str) -> Result<Vec<LabelReq>, ApiError> {
-    let bad = |why: &str| ApiError::bad_request(format!("unable to parse requirement: {why}"));
-    // Split on commas outside parentheses.
-    let mut terms = Vec::new();
-    let mut depth = 0i32;
-    let mut cur = String::new();
-    for c in s.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                terms.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    terms.push(cur);
-    let mut out = Vec::new();
-    for term in terms {
-        let t = term.trim();
-        if t.is_empty() {
-            continue;
-        }
-        let set = |rest: &str| -> Result<Vec<String>, ApiError> {
-            let inner = rest
-                .trim()
-                .strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(|| bad(t))?;
-            Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
-        };
-        let req = if let Some((k, v)) = t.split_once("!=") {
-            LabelReq::Ne(k.trim().to_string(), v.trim().to_string())
-        } else if let Some((k, v)) = t.split_once("==") {
-            LabelReq::Eq(k.trim().to_string(), v.trim().to_string())
-        } else if let Some((k, v)) = t.split_once('=') {
-            LabelReq::Eq(k.trim().to_string(), v.trim().to_string())
-        } else if let Some((k, rest)) = t.split_once(" notin ") {
-            LabelReq::NotIn(k.trim().to_string(), set(rest)?)
-        } else if let Some((k, rest)) = t.split_once(" in ") {
-            LabelReq::In(k.trim().to_string(), set(rest)?)
-        } else if let Some(k) = t.strip_prefix('!') {
-            LabelReq::NotExists(k.trim().to_string())
-        } else if !t.contains([' ', '(', ')']) {
-            LabelReq::Exists(t.to_string())
-        } else {
-            return Err(bad(t));
-        };
-        out.push(req);
-    }
-    Ok(out)
+    labels::parse(s).map_err(ApiError::bad_request)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -715,50 +647,122 @@ pub(crate) fn list_json(kind: Kind, rv: u64, items: &[&str]) -> String {
     )
 }
 
+/// A list with `continue` and `remainingItemCount` in its metadata when set, in the
+/// server's order of fields.
+fn paged_list_json(
+    kind: Kind,
+    rv: u64,
+    items: &[&str],
+    next: Option<&str>,
+    remaining: Option<usize>,
+) -> String {
+    let mut meta = format!("\"resourceVersion\":\"{rv}\"");
+    if let Some(c) = next {
+        meta.push_str(&format!(",\"continue\":{}", objects::js(c)));
+    }
+    if let Some(n) = remaining {
+        meta.push_str(&format!(",\"remainingItemCount\":{n}"));
+    }
+    format!(
+        "{{\"kind\":\"{}\",\"apiVersion\":\"v1\",\"metadata\":{{{meta}}},\"items\":[{}]}}",
+        kind.list_name(),
+        items.join(",")
+    )
+}
+
+/// `limit`: None when absent, zero or negative (no limit), 400 when not an integer.
+fn parse_limit(ctx: &Ctx) -> Result<Option<usize>, ApiError> {
+    match ctx.param("limit") {
+        None | Some("") => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+            Ok(_) => Ok(None),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "strconv.ParseInt: parsing {v:?}: invalid syntax"
+            ))),
+        },
+    }
+}
+
+/// The objects of `kind` as they were at version `n` (history must reach back to it),
+/// rebuilt from the current ones by undoing newer changes.
+fn objects_at(st: &super::State, kind: Kind, n: u64) -> Vec<std::sync::Arc<Obj>> {
+    let mut at: std::collections::BTreeMap<super::Key, std::sync::Arc<Obj>> = st
+        .objects
+        .iter()
+        .filter(|(k, _)| k.0 == kind)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for ev in st.history.iter().rev().take_while(|e| e.obj.rv > n) {
+        let key = (ev.obj.kind, ev.obj.ns.clone(), ev.obj.name.clone());
+        match &ev.prev {
+            Some(p) => {
+                at.insert(key, p.clone());
+            }
+            None => {
+                at.remove(&key);
+            }
+        }
+    }
+    at.into_values().collect()
+}
+
 /// Lists: absent/"0" → current state; "N" (NotOlderThan) → current state once it reaches N
 /// (504 after 3 s); "N" with Exact → the state at N rebuilt from history (410 when older).
-/// `limit`/`continue` are not supported: the whole list comes in one answer.
+/// Paged (see paging.rs): `limit` (unless with "0", which the real server answers whole
+/// from its cache) or `continue`; a first page with "N" lists exactly at N (as v1.20 does
+/// for `limit`), later pages at the token's version, so every page of one list answers at
+/// the first page's version.
 fn list(ctx: &mut Ctx, f: &Filter) -> Answer {
     let exact = check_list_options(ctx, false)?;
     let rv = parse_rv(ctx)?;
+    let limit = parse_limit(ctx)?;
+    let token = match ctx.param("continue") {
+        None | Some("") => None,
+        Some(c) => Some(
+            paging::decode(c)
+                .map_err(|e| ApiError::bad_request(format!("invalid continue token: {e}")))?,
+        ),
+    };
+    if token.is_some() && rv.is_some_and(|n| n != 0) {
+        return Err(ApiError::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
+    }
+    let paged = token.is_some() || (limit.is_some() && rv != Some(0));
     let sh = ctx.sh;
     let mut st = sh.lock();
-    let texts: Vec<std::sync::Arc<str>>;
+    // The version to list at exactly, if any.
+    let at = match (&token, rv, exact) {
+        (Some(t), _, _) if t.rv < 0 => None,
+        (Some(t), _, _) => {
+            let n = u64::try_from(t.rv).unwrap_or(0);
+            if n < st.compacted || st.expire_continue {
+                let mut e = ApiError::new(410, "Expired", paging::CONTINUE_EXPIRED);
+                e.details.list_continue = Some(paging::encode(&t.start, -1));
+                return Err(e);
+            }
+            Some(n)
+        }
+        (None, Some(n), Some(true)) => Some(n),
+        (None, Some(n), None) if paged => Some(n),
+        _ => None,
+    };
+    let objs: Vec<std::sync::Arc<Obj>>;
     let list_rv;
-    match (rv, exact) {
-        (Some(n), Some(true)) => {
+    match at {
+        Some(n) => {
             if n < st.compacted {
                 return Err(ApiError::expired(n, st.compacted));
             }
             if n > st.rv {
                 return Err(ApiError::too_large_rv(n, st.rv));
             }
-            let mut at: std::collections::BTreeMap<super::Key, std::sync::Arc<Obj>> = st
-                .objects
-                .iter()
-                .filter(|(k, _)| k.0 == f.kind)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            for ev in st.history.iter().rev().take_while(|e| e.obj.rv > n) {
-                let key = (ev.obj.kind, ev.obj.ns.clone(), ev.obj.name.clone());
-                match &ev.prev {
-                    Some(p) => {
-                        at.insert(key, p.clone());
-                    }
-                    None => {
-                        at.remove(&key);
-                    }
-                }
-            }
-            texts = at
-                .values()
-                .filter(|o| f.matches(o))
-                .map(|o| o.text.clone())
-                .collect();
+            objs = objects_at(&st, f.kind, n);
             list_rv = n;
         }
-        _ => {
-            if let Some(n) = rv {
+        None => {
+            if let Some(n) = rv.filter(|_| token.is_none()) {
                 let deadline = Instant::now() + FUTURE_RV_WAIT;
                 while st.rv < n {
                     let now = Instant::now();
@@ -772,19 +776,43 @@ fn list(ctx: &mut Ctx, f: &Filter) -> Answer {
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
             }
-            texts = st
+            objs = st
                 .objects
                 .values()
-                .filter(|o| f.matches(o))
-                .map(|o| o.text.clone())
+                .filter(|o| o.kind == f.kind)
+                .cloned()
                 .collect();
             list_rv = st.rv;
         }
     }
     drop(st);
+    // The collection's range, keyed as etcd keys it below the resource's prefix.
+    let range: Vec<(String, std::sync::Arc<Obj>)> = objs
+        .into_iter()
+        .filter(|o| f.ns.as_ref().is_none_or(|ns| &o.ns == ns))
+        .map(|o| match f.ns {
+            Some(_) => (o.name.clone(), o),
+            None => (format!("{}/{}", o.ns, o.name), o),
+        })
+        .collect();
+    let start = token.as_ref().map_or("", |t| t.start.as_str());
+    let counted = f.fields.is_empty() && f.labels.is_empty();
+    let page = paging::cut(
+        range,
+        start,
+        if paged { limit } else { None },
+        counted,
+        |o| f.matches(o),
+    );
     ctx.rec.list_rv = Some(list_rv);
-    let items: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
-    Ok((200, list_json(f.kind, list_rv, &items)))
+    let next = page
+        .next
+        .map(|k| paging::encode(&k, i64::try_from(list_rv).unwrap_or(i64::MAX)));
+    let items: Vec<&str> = page.items.iter().map(|o| o.text.as_ref()).collect();
+    Ok((
+        200,
+        paged_list_json(f.kind, list_rv, &items, next.as_deref(), page.remaining),
+    ))
 }
 
 fn get(ctx: &Ctx, kind: Kind, ns: &str, name: &str) -> Answer {

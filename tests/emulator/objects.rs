@@ -378,6 +378,8 @@ pub(crate) struct Details {
     pub uid: Option<String>,
     pub causes: Vec<Cause>,
     pub retry_after: Option<u64>,
+    /// The Status's `metadata.continue` (an expired continue token's answer).
+    pub list_continue: Option<String>,
     /// Render `details` even when empty (generic server answers do).
     pub always: bool,
 }
@@ -599,8 +601,12 @@ impl ApiError {
         } else {
             format!(",\"details\":{{{}}}", details.join(","))
         };
+        let meta = match &self.details.list_continue {
+            Some(c) => format!("\"continue\":{}", js(c)),
+            None => String::new(),
+        };
         format!(
-            "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\"message\":{},\"reason\":{}{details},\"code\":{}}}",
+            "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{{meta}}},\"status\":\"Failure\",\"message\":{},\"reason\":{}{details},\"code\":{}}}",
             js(&self.message),
             js(&self.reason),
             self.code
