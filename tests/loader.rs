@@ -435,6 +435,8 @@ fn kill_9_then_restart_converges_and_sweeps() {
     let l = Loader::start(&tmp, &args);
     assert_files_within(T, &l, &out, &[("final", "yes")]);
     assert_consistent(&out);
+    // the old version goes after the switch; the write's log line follows its last step
+    assert!(l.wait_log("msg=\"snapshot written\"", T), "{}", l.log());
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .flatten()
