@@ -119,16 +119,21 @@ fn str_at<'a>(v: &'a json::Value<'_>, path: &[&str]) -> Option<&'a str> {
     v.pointer(path).and_then(|v| v.as_str())
 }
 
+/// A list's resourceVersion; a `Status` in its place is the server's error.
+fn list_version(v: &json::Value<'_>) -> Result<String, Error> {
+    if str_at(v, &["kind"]) == Some("Status") {
+        return Err(Error::Status(decode_status_value(v)));
+    }
+    Ok(str_at(v, &["metadata", "resourceVersion"])
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Malformed("list: no metadata.resourceVersion".into()))?
+        .to_string())
+}
+
 /// Decodes a list answer for `obj`.
 pub fn decode_list(body: &[u8], obj: &ObjectRef) -> Result<Listed, Error> {
     let mut v = parse_json(body, "list")?;
-    if str_at(&v, &["kind"]) == Some("Status") {
-        return Err(Error::Status(decode_status_value(&v)));
-    }
-    let resource_version = str_at(&v, &["metadata", "resourceVersion"])
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| Error::Malformed("list: no metadata.resourceVersion".into()))?
-        .to_string();
+    let resource_version = list_version(&v)?;
     let items = v
         .get("items")
         .ok_or_else(|| Error::Malformed("list: no items".into()))?;
@@ -351,13 +356,7 @@ pub enum SelectionEvent {
 /// Decodes one page of a list of `kind` objects, as a selection's members.
 pub fn decode_page(body: &[u8], kind: Kind) -> Result<Page, Error> {
     let mut v = parse_json(body, "list")?;
-    if str_at(&v, &["kind"]) == Some("Status") {
-        return Err(Error::Status(decode_status_value(&v)));
-    }
-    let resource_version = str_at(&v, &["metadata", "resourceVersion"])
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| Error::Malformed("list: no metadata.resourceVersion".into()))?
-        .to_string();
+    let resource_version = list_version(&v)?;
     let continue_token = str_at(&v, &["metadata", "continue"])
         .filter(|s| !s.is_empty())
         .map(str::to_string);

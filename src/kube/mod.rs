@@ -203,12 +203,7 @@ impl Client {
         timeout_secs: u64,
         read_timeout: Duration,
     ) -> Result<Watch, Error> {
-        let path = format!(
-            "{}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={}",
-            self.collection_path(obj),
-            query_escape(resource_version),
-            timeout_secs.max(1)
-        );
+        let path = watch_query(self.collection_path(obj), resource_version, timeout_secs);
         let resp = self.get(&path, read_timeout)?;
         Ok(Watch {
             resp,
@@ -244,11 +239,10 @@ impl Client {
         timeout_secs: u64,
         read_timeout: Duration,
     ) -> Result<SelectionWatch, Error> {
-        let path = format!(
-            "{}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={}",
+        let path = watch_query(
             self.selection_path(selection),
-            query_escape(resource_version),
-            timeout_secs.max(1)
+            resource_version,
+            timeout_secs,
         );
         let resp = self.get(&path, read_timeout)?;
         Ok(SelectionWatch {
@@ -425,6 +419,16 @@ impl SelectionWatch {
             Some(line) => Ok(Some(decode_selection_event(line, self.kind)?)),
         }
     }
+}
+
+/// A list path made a watch from `resource_version`: with bookmarks and the server-side
+/// timeout.
+fn watch_query(list_path: String, resource_version: &str, timeout_secs: u64) -> String {
+    format!(
+        "{list_path}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={}",
+        query_escape(resource_version),
+        timeout_secs.max(1)
+    )
 }
 
 fn query_escape(s: &str) -> String {
