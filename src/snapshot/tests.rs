@@ -939,10 +939,6 @@ impl Drop for Immutable {
     }
 }
 
-/// Kills the writer after each modifying syscall in turn: what is left on disk must be
-/// the old or the new complete snapshot, readable through every link, and a fresh
-/// process's sweep + write must converge (renaming what the killed one may not have).
-
 /// `w.write(new)` with modifying syscall number `at` failing (`kill`: and every later one,
 /// as if the process died there). `None` when the write made fewer syscalls: it then
 /// succeeded and converged, and there is no later point to try.
@@ -967,6 +963,9 @@ fn write_with_fault(
     None
 }
 
+/// Kills the writer after each modifying syscall in turn: what is left on disk must be
+/// the old or the new complete snapshot, readable through every link, and a fresh
+/// process's sweep + write must converge (renaming what the killed one may not have).
 #[test]
 fn killed_at_every_step_leaves_a_complete_snapshot() {
     let old = files(&[
