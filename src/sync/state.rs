@@ -760,4 +760,351 @@ mod tests {
         let r = refused(s.judge(0, "9", Ok(files(&[("other", "x")]))));
         assert_eq!(r.refused.key.as_deref(), Some("lds.yaml"));
     }
+
+    // Members of selections.
+
+    fn cm(ns: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: Kind::ConfigMap,
+            namespace: ns.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Member `name` of namespace `ns`, created at day `day` of 2024, at version `version`.
+    fn member(ns: &str, name: &str, day: u8, version: &str, pairs: &[(&str, &str)]) -> Member {
+        Member {
+            object: cm(ns, name),
+            created: format!("2024-01-{day:02}T00:00:00Z"),
+            content: crate::kube::Object {
+                resource_version: version.into(),
+                files: Ok(files(pairs)),
+            },
+        }
+    }
+
+    fn merged(s: &State) -> Files {
+        (*s.snapshot().expect("ready").0).clone()
+    }
+
+    fn record_of(s: &State) -> String {
+        String::from_utf8(s.snapshot().expect("ready").1).unwrap()
+    }
+
+    #[test]
+    fn members_join_by_list_and_watch_and_leave_by_watch_and_relist() {
+        let mut s = State::new(vec![], 1, false);
+        let listed = vec![
+            member("ns", "b", 1, "1", &[("j", "2")]),
+            member("ns", "a", 2, "1", &[("k", "1")]),
+        ];
+        assert_eq!(s.judge_page(0, listed), vec![]);
+        assert!(s.snapshot().is_none(), "the list is not finished");
+        assert_eq!(s.listed(0), vec![]);
+        assert_eq!(merged(&s), files(&[("k", "1"), ("j", "2")]));
+        assert_eq!(record_of(&s), "configmap ns/a\tk\nconfigmap ns/b\tj\n");
+        // joins by watch
+        let c = member("other", "c", 3, "4", &[("i", "3")]);
+        assert_eq!(s.judge_member(0, c.clone()), Judged::Accepted);
+        assert_eq!(s.judge_member(0, c), Judged::Same);
+        assert_eq!(merged(&s), files(&[("k", "1"), ("j", "2"), ("i", "3")]));
+        // leaves by watch; an object that is no member changes nothing
+        assert_eq!(s.leave(0, &cm("ns", "a")), None);
+        assert_eq!(s.leave(0, &cm("ns", "nobody")), None);
+        assert_eq!(merged(&s), files(&[("j", "2"), ("i", "3")]));
+        // leaves by relist: c is in the list no more
+        let relist = vec![member("ns", "b", 1, "1", &[("j", "2")])];
+        assert_eq!(s.judge_page(0, relist), vec![]);
+        assert_eq!(
+            merged(&s),
+            files(&[("j", "2"), ("i", "3")]),
+            "not before its end"
+        );
+        assert_eq!(s.listed(0), vec![]);
+        assert_eq!(merged(&s), files(&[("j", "2")]));
+        assert_eq!(record_of(&s), "configmap ns/b\tj\n");
+        // an empty list empties the selection
+        assert_eq!(s.listed(0), vec![]);
+        assert_eq!(merged(&s), Files::new());
+    }
+
+    #[test]
+    fn a_member_of_two_sources_leaves_when_neither_holds_it() {
+        let a = || member("ns", "a", 1, "1", &[("k", "1")]);
+        // ways for the two sources to let it go, in order
+        let ways: &[[bool; 2]] = &[[true, true], [false, false], [true, false], [false, true]];
+        for (i, by_watch) in ways.iter().enumerate() {
+            let mut s = State::new(vec![], 2, false);
+            s.judge_page(0, vec![a()]);
+            s.listed(0);
+            assert!(s.snapshot().is_none(), "row {i}: source 1 has not listed");
+            assert_eq!(s.judge_page(1, vec![a()]), vec![]);
+            s.listed(1);
+            for (source, watch) in by_watch.iter().enumerate() {
+                assert_eq!(merged(&s), files(&[("k", "1")]), "row {i}, source {source}");
+                match watch {
+                    true => assert_eq!(s.leave(source, &cm("ns", "a")), None),
+                    false => assert_eq!(s.listed(source), vec![]),
+                }
+            }
+            assert_eq!(merged(&s), Files::new(), "row {i}");
+        }
+    }
+
+    #[test]
+    fn the_guard_keeps_a_leaving_member_that_carried_listeners() {
+        for (allow, by_watch) in [(false, true), (false, false), (true, true), (true, false)] {
+            let row = format!("allow {allow}, by watch {by_watch}");
+            let mut s = State::new(vec![], 1, allow);
+            let a = member("ns", "a", 1, "1", &[("lds.yaml", LDS), ("x", "1")]);
+            let b = member("ns", "b", 1, "1", &[("y", "1")]);
+            s.judge_page(0, vec![a, b]);
+            s.listed(0);
+            let relist_b = |s: &mut State| {
+                s.judge_page(0, vec![member("ns", "b", 1, "1", &[("y", "1")])]);
+                s.listed(0)
+            };
+            let refusals: Vec<Refusal> = match by_watch {
+                true => s.leave(0, &cm("ns", "a")).into_iter().collect(),
+                false => relist_b(&mut s),
+            };
+            if allow {
+                assert_eq!(refusals, vec![], "{row}");
+                assert_eq!(merged(&s), files(&[("y", "1")]), "{row}");
+                continue;
+            }
+            let [r] = &refusals[..] else {
+                panic!("{row}: one refusal, got {refusals:?}")
+            };
+            assert_eq!(r.object, cm("ns", "a"), "{row}");
+            assert_eq!(r.refused.key.as_deref(), Some("lds.yaml"), "{row}");
+            assert!(r.refused.why.contains("leaves the selection"), "{row}: {r}");
+            assert!(
+                r.refused.why.contains("-allow-empty-resources"),
+                "{row}: {r}"
+            );
+            let all = files(&[("lds.yaml", LDS), ("x", "1"), ("y", "1")]);
+            assert_eq!(merged(&s), all, "{row}: its files stay");
+            // refused once: the next relist without it says nothing more
+            assert_eq!(relist_b(&mut s), vec![], "{row}");
+            assert_eq!(merged(&s), all, "{row}");
+        }
+    }
+
+    #[test]
+    fn among_objects_seen_together_the_older_gets_a_contested_key() {
+        // (namespace, name, day created) of two members listed together, in list order;
+        // the winner is the one at index `wins`.
+        let table: &[([(&str, &str, u8); 2], usize)] = &[
+            ([("ns", "a", 2), ("ns", "b", 1)], 1), // older created
+            ([("ns", "b", 1), ("ns", "a", 2)], 0), // whatever the list order
+            ([("y", "a", 1), ("x", "z", 1)], 1),   // then namespace
+            ([("ns", "b", 1), ("ns", "a", 1)], 1), // then name
+            ([("ns", "a", 1), ("ns", "b", 1)], 0),
+        ];
+        for (i, (pair, wins)) in table.iter().enumerate() {
+            let mut s = State::new(vec![], 1, false);
+            let members = pair
+                .iter()
+                .map(|(ns, name, day)| member(ns, name, *day, "1", &[("k", name), (name, "own")]))
+                .collect();
+            let refusals = s.judge_page(0, members);
+            s.listed(0);
+            let (winner, loser) = (pair[*wins], pair[1 - wins]);
+            let [r] = &refusals[..] else {
+                panic!("row {i}: one refusal, got {refusals:?}")
+            };
+            assert_eq!(r.object, cm(loser.0, loser.1), "row {i}");
+            assert_eq!(r.refused.key.as_deref(), Some("k"), "row {i}");
+            let why = format!("is also in {}, which had it first", cm(winner.0, winner.1));
+            assert!(r.refused.why.contains(&why), "row {i}: {r}");
+            // refused as a whole: none of the loser's keys
+            assert_eq!(
+                merged(&s),
+                files(&[("k", winner.1), (winner.1, "own")]),
+                "row {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_incumbent_wins_and_the_newcomer_gets_the_key_once_it_is_free() {
+        // How the incumbent frees the key: 0 leaves by watch, 1 drops the key, 2 is
+        // relisted no more, 3 is named and drops the key.
+        for way in 0..4 {
+            let named = if way == 3 {
+                vec![cm("ns", "a")]
+            } else {
+                vec![]
+            };
+            let mut s = State::new(named, 1, false);
+            let a = member("ns", "a", 9, "1", &[("k", "a")]);
+            let c = |v: &str| member("ns", "c", 1, v, &[("c", v)]);
+            match way {
+                3 => assert_eq!(s.judge(0, "1", Ok(files(&[("k", "a")]))), Judged::Accepted),
+                _ => assert_eq!(s.judge_page(0, vec![a.clone()]), vec![]),
+            }
+            s.judge_page(0, vec![c("1")]);
+            s.listed(0);
+            // b, older than a, comes later: refused as a whole; c goes on updating
+            let b = member("ns", "b", 1, "1", &[("k", "b"), ("b", "own")]);
+            let r = refused(s.judge_member(0, b.clone()));
+            assert_eq!(r.object, cm("ns", "b"), "way {way}");
+            assert!(
+                r.refused.why.contains("configmap ns/a, which had it first"),
+                "{r}"
+            );
+            assert_eq!(s.judge_member(0, b.clone()), Judged::Same, "way {way}");
+            assert_eq!(s.judge_member(0, c("2")), Judged::Accepted, "way {way}");
+            assert_eq!(merged(&s), files(&[("k", "a"), ("c", "2")]), "way {way}");
+            match way {
+                0 => assert_eq!(s.leave(0, &cm("ns", "a")), None),
+                1 => {
+                    let a2 = member("ns", "a", 9, "2", &[("other", "a")]);
+                    assert_eq!(s.judge_member(0, a2), Judged::Accepted);
+                }
+                2 => {
+                    s.judge_page(0, vec![b, c("2")]);
+                    assert_eq!(s.listed(0), vec![]);
+                }
+                _ => assert_eq!(
+                    s.judge(0, "2", Ok(files(&[("other", "a")]))),
+                    Judged::Accepted
+                ),
+            }
+            let mut want = files(&[("k", "b"), ("b", "own"), ("c", "2")]);
+            if way == 1 || way == 3 {
+                want.insert("other".into(), b"a".to_vec());
+            }
+            assert_eq!(merged(&s), want, "way {way}: b judged again");
+        }
+    }
+
+    #[test]
+    fn only_the_latest_refused_version_is_judged_again() {
+        let mut s = State::new(vec![obj("a"), obj("b")], 0, false);
+        s.judge(0, "1", Ok(files(&[("x", "a")])));
+        refused(s.judge(1, "1", Ok(files(&[("x", "b")]))));
+        // b's next version is refused for itself: the collision's content no longer waits
+        refused(s.judge(1, "2", Ok(files(&[("x", "b"), ("..bad", "b")]))));
+        assert_eq!(s.judge(0, "2", Ok(files(&[("y", "a")]))), Judged::Accepted);
+        assert!(!s.has_files(1), "b's version 1 is not its latest");
+        assert!(s.snapshot().is_none());
+        // a collision among named objects clears with its cause too
+        refused(s.judge(1, "3", Ok(files(&[("y", "b")]))));
+        assert_eq!(s.judge(0, "3", Ok(files(&[("z", "a")]))), Judged::Accepted);
+        assert_eq!(merged(&s), files(&[("z", "a"), ("y", "b")]));
+    }
+
+    #[test]
+    fn a_relist_that_changes_nothing_changes_nothing() {
+        let mut s = State::new(vec![obj("n")], 1, false);
+        s.judge(0, "1", Ok(files(&[("n", "1")])));
+        let list = || {
+            vec![
+                member("ns", "a", 1, "1", &[("k", "1")]),
+                member("ns", "b", 2, "1", &[("k", "2")]), // refused: a has k
+                member("ns", "c", 3, "1", &[("j", "3")]),
+            ]
+        };
+        assert_eq!(s.judge_page(0, list()).len(), 1);
+        assert_eq!(s.listed(0), vec![]);
+        let (before, record) = s.snapshot().unwrap();
+        let mut again = list();
+        again.reverse();
+        assert_eq!(s.judge_page(0, again), vec![], "no refusal repeated");
+        assert_eq!(s.listed(0), vec![]);
+        assert_eq!(s.judge_member(0, list().remove(2)), Judged::Same);
+        let (after, record_after) = s.snapshot().unwrap();
+        assert!(Arc::ptr_eq(&before, &after), "the same snapshot");
+        assert_eq!(record, record_after);
+        // a new version is a new snapshot
+        s.judge_member(0, member("ns", "c", 3, "2", &[("j", "3")]));
+        assert!(!Arc::ptr_eq(&before, &s.snapshot().unwrap().0));
+    }
+
+    #[test]
+    fn restored_members_stay_until_every_source_has_listed_without_them() {
+        // the disk as the loader left it: named n, members a (a Secret), b and l
+        let mut s = State::new(vec![obj("n")], 1, false);
+        s.judge(0, "1", Ok(files(&[("n", "1")])));
+        let mut secret = member("ns", "a", 1, "1", &[("k", "1")]);
+        secret.object.kind = Kind::Secret;
+        let b = member("ns", "b", 1, "1", &[("j", "2")]);
+        let l = member("ns", "l", 1, "1", &[("lds.yaml", LDS)]);
+        s.judge_page(0, vec![secret.clone(), b, l]);
+        s.listed(0);
+        let (disk, record) = s.snapshot().unwrap();
+        let text =
+            "configmap ns/n\tn\nconfigmap ns/b\tj\nconfigmap ns/l\tlds.yaml\nsecret ns/a\tk\n";
+        assert_eq!(String::from_utf8(record.clone()).unwrap(), text);
+        // restarted with two sources: complete from disk, ready before any list
+        let mut s = State::new(vec![obj("n")], 2, false);
+        assert!(s.restore((*disk).clone(), &record));
+        assert_eq!(merged(&s), *disk);
+        assert_eq!(record_of(&s), text);
+        // source 0 lists the Secret only; b and l stay until source 1 has listed
+        assert_eq!(s.judge_page(0, vec![secret.clone()]), vec![]);
+        assert_eq!(s.listed(0), vec![]);
+        assert_eq!(merged(&s), *disk);
+        assert_eq!(s.judge_page(1, vec![]), vec![]);
+        // b goes; l carried a listener: the guard keeps it
+        let refusals = s.listed(1);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].object, cm("ns", "l"));
+        assert_eq!(
+            merged(&s),
+            files(&[("n", "1"), ("k", "1"), ("lds.yaml", LDS)])
+        );
+        assert_eq!(s.leave(0, &secret.object), None);
+        assert_eq!(merged(&s), files(&[("n", "1"), ("lds.yaml", LDS)]));
+        // a named object missing from disk: not complete, and not ready until it is seen
+        let mut s = State::new(vec![obj("n"), obj("new")], 1, false);
+        assert!(!s.restore((*disk).clone(), &record));
+        s.listed(0);
+        assert!(s.snapshot().is_none());
+    }
+
+    #[test]
+    fn ready_once_every_named_object_has_files_and_every_source_has_listed() {
+        // steps: 'n' judges the named object, '0' and '1' finish a source's list
+        for steps in ["n01", "0n1", "01n", "10n", "1n0"] {
+            let mut s = State::new(vec![obj("n")], 2, false);
+            for (i, step) in steps.chars().enumerate() {
+                assert!(s.snapshot().is_none(), "{steps}: before step {i}");
+                match step {
+                    'n' => assert_eq!(s.judge(0, "1", Ok(files(&[("n", "1")]))), Judged::Accepted),
+                    source => assert_eq!(s.listed(source as usize - '0' as usize), vec![]),
+                }
+            }
+            assert_eq!(merged(&s), files(&[("n", "1")]), "{steps}");
+        }
+        // sources only: ready once each has listed, even with nothing selected
+        let mut s = State::new(vec![], 1, false);
+        assert!(s.snapshot().is_none());
+        s.listed(0);
+        assert_eq!(merged(&s), Files::new());
+    }
+
+    #[test]
+    fn a_named_object_that_is_selected_too_stays_named() {
+        let mut s = State::new(vec![cm("ns", "a")], 1, false);
+        assert_eq!(s.judge(0, "1", Ok(files(&[("k", "1")]))), Judged::Accepted);
+        let a = member("ns", "a", 1, "1", &[("k", "1")]);
+        assert_eq!(s.judge_page(0, vec![a.clone()]), vec![]);
+        assert_eq!(
+            s.judge_member(0, a),
+            Judged::Same,
+            "the named object's version"
+        );
+        s.listed(0);
+        assert_eq!(s.leave(0, &cm("ns", "a")), None);
+        assert_eq!(s.listed(0), vec![]);
+        assert_eq!(
+            merged(&s),
+            files(&[("k", "1")]),
+            "a named object keeps its files"
+        );
+        assert_eq!(record_of(&s), "configmap ns/a\tk\n");
+    }
 }
