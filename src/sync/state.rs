@@ -895,7 +895,8 @@ mod tests {
     fn among_objects_seen_together_the_older_gets_a_contested_key() {
         // (namespace, name, day created) of two members listed together, in list order;
         // the winner is the one at index `wins`.
-        let table: &[([(&str, &str, u8); 2], usize)] = &[
+        type Pair = [(&'static str, &'static str, u8); 2];
+        let table: &[(Pair, usize)] = &[
             ([("ns", "a", 2), ("ns", "b", 1)], 1), // older created
             ([("ns", "b", 1), ("ns", "a", 2)], 0), // whatever the list order
             ([("y", "a", 1), ("x", "z", 1)], 1),   // then namespace
