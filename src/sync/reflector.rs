@@ -265,6 +265,8 @@ mod tests {
         let (mut t, mut lists_10s, mut lists) = (Duration::ZERO, 0, 0);
         let mut step = r.start();
         while t < Duration::from_secs(600) {
+            // A reflector that never waits would spin here forever: fail instead.
+            assert!(lists <= 10_000, "{lists} lists and the clock at {t:?}: no backoff");
             step = match step {
                 Step::List => {
                     lists += 1;
