@@ -266,7 +266,10 @@ mod tests {
         let mut step = r.start();
         while t < Duration::from_secs(600) {
             // A reflector that never waits would spin here forever: fail instead.
-            assert!(lists <= 10_000, "{lists} lists and the clock at {t:?}: no backoff");
+            assert!(
+                lists <= 10_000,
+                "{lists} lists and the clock at {t:?}: no backoff"
+            );
             step = match step {
                 Step::List => {
                     lists += 1;
