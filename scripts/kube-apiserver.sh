@@ -226,6 +226,17 @@ live_pid() {
   return 0
 }
 
+# Whether the process this script just spawned for $1 still runs (not a zombie). Unlike
+# live_pid it does not ask the command line to name DIR: between fork and exec the child
+# still has this script's command line, and a server checked in that instant looked dead.
+running() {
+  local pid state
+  pid="$(cat "${dir}/$1.pid" 2>/dev/null)" || return 1
+  [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
+  state="$(awk '{ print $3 }' "/proc/${pid}/stat" 2>/dev/null)" || return 1
+  [[ -n "${state}" && "${state}" != Z ]]
+}
+
 # Stops the process of DIR/$1.pid: TERM, then KILL after 5 s.
 stop_one() {
   local name="$1" pid i
@@ -305,7 +316,7 @@ wait_ready() {
   local -a req
   read -r -a req <<<"$2"
   for ((i = 0; i < timeout * 10; i++)); do
-    if [[ -z "$(live_pid "${name}")" ]]; then
+    if ! running "${name}"; then
       # Only this run's part of the log (after spawn's "====" line).
       awk '/^==== / { t = "" } { t = t $0 "\n" } END { printf "%s", t }' "${dir}/${name}.log" |
         grep -q 'address already in use' && return 2
