@@ -9,7 +9,7 @@
 //! This module never speaks HTTP (that is `http`), never sends client certificates, never
 //! retries, and never logs: choosing `Trust::Insecure` is announced by the caller.
 
-pub use crate::config::Trust;
+use crate::config::Trust;
 use std::fmt::{self, Write as _};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -67,16 +67,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> io::Error {
-        match e {
-            Error::Connect(e) => e,
-            Error::Refused(e) => e,
-            other => io::Error::other(other.to_string()),
-        }
-    }
-}
 
 /// The ring provider without private-key loading: the loader never presents a client
 /// certificate, so it never signs, and leaving the key parsers (RSA, ECDSA, Ed25519) out

@@ -27,6 +27,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use envoy_xds_configmap_loader::config::Trust;
 use envoy_xds_configmap_loader::{http, tls};
 
 /// The namespace every benchmark uses.
@@ -442,7 +443,7 @@ pub struct Line {
 /// read whole, and does nothing else with it.
 pub fn bare_watch(port: u16, token: &str, name: &str, rv: u64) -> Receiver<Line> {
     let (tx, rx) = mpsc::channel();
-    let config = tls::client_config(&tls::Trust::CaFile(ca_file()))
+    let config = tls::client_config(&Trust::CaFile(ca_file()))
         .unwrap_or_else(|e| fail(&format!("tls config: {e}")));
     let path = format!(
         "/api/v1/namespaces/{NS}/configmaps?fieldSelector=metadata.name%3D{name}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3600"
