@@ -635,7 +635,7 @@ impl Sink {
     /// The state to start from: on disk, the current snapshot and its record (then, when
     /// every object followed is on record, the loader is ready at once, before any list).
     fn restore(&self, cfg: &Config) -> State {
-        let mut state = State::new(cfg.objects.clone(), cfg.allow_empty_resources);
+        let mut state = State::new(cfg.objects.clone(), 0, cfg.allow_empty_resources);
         if let Sink::Disk(w) = self {
             if let (Ok(Some(files)), Ok(Some(record))) = (w.current(), w.current_record()) {
                 if state.restore(files, &record) {
