@@ -8,7 +8,8 @@
 //! builds the plain data of [`crate::config`] and never exits the process; the caller turns
 //! a [`UsageError`] into exit code 2.
 
-use crate::config::{ApiServer, Config, Kind, Mode, ObjectRef, Trust};
+use crate::config::{ApiServer, Config, Kind, Mode, ObjectRef, Selection, Trust};
+use crate::selector;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,13 @@ Flags (Go syntax: -flag, --flag, -flag=value, -flag value):
                         else https://kubernetes)
   -configmap NAME       ConfigMap to load, NAME or NAMESPACE/NAME; repeatable
   -secret NAME          Secret to load (values base64-decoded), NAME or NAMESPACE/NAME; repeatable
+  -configmap-selector SEL
+                        every ConfigMap that the label selector SEL selects (a=b, a!=b,
+                        a in (x,y), a notin (x), a, !a; comma = and); repeatable
+  -secret-selector SEL  the same for Secrets (values base64-decoded); repeatable
+  -selector-namespaces LIST
+                        comma-separated namespaces the selectors apply in, or * for every
+                        namespace (default the -namespace value)
   -namespace NS         namespace of unqualified names (default $NS, then $POD_NAMESPACE,
                         then the service-account namespace file)
   -token-file PATH      bearer token, re-read before every request
@@ -87,6 +95,9 @@ const VALUE_FLAGS: &[&str] = &[
     "apiserver",
     "configmap",
     "secret",
+    "configmap-selector",
+    "secret-selector",
+    "selector-namespaces",
     "namespace",
     "token-file",
     "ca-file",
@@ -103,6 +114,8 @@ const VALUE_FLAGS: &[&str] = &[
 struct Raw {
     apiserver: Option<String>,
     objects: Vec<(Kind, String)>,
+    selectors: Vec<(Kind, String)>,
+    selector_namespaces: Option<String>,
     namespace: Option<String>,
     token_file: Option<String>,
     ca_file: Option<String>,
@@ -218,6 +231,9 @@ fn set_value(raw: &mut Raw, name: &str, value: String) -> Result<(), UsageError>
         "apiserver" => raw.apiserver = Some(value),
         "configmap" => raw.objects.push((Kind::ConfigMap, value)),
         "secret" => raw.objects.push((Kind::Secret, value)),
+        "configmap-selector" => raw.selectors.push((Kind::ConfigMap, value)),
+        "secret-selector" => raw.selectors.push((Kind::Secret, value)),
+        "selector-namespaces" => raw.selector_namespaces = Some(value),
         "namespace" => raw.namespace = Some(value),
         "token-file" => raw.token_file = Some(value),
         "ca-file" => raw.ca_file = Some(value),
@@ -236,9 +252,10 @@ fn build(
     env: &dyn Fn(&str) -> Option<String>,
     sa_dir: &Path,
 ) -> Result<Config, UsageError> {
-    if raw.objects.is_empty() {
+    if raw.objects.is_empty() && raw.selectors.is_empty() {
         return Err(UsageError(
-            "at least one -configmap (or -secret) is required".into(),
+            "at least one -configmap, -secret, -configmap-selector or -secret-selector is required"
+                .into(),
         ));
     }
     if raw.onetime && raw.watch {
@@ -264,6 +281,7 @@ fn build(
                 .map(|s| s.trim().to_string())
                 .filter(|n| !n.is_empty())
         });
+    let selections = selections(&raw.selectors, raw.selector_namespaces, &namespace)?;
     let mut objects: Vec<ObjectRef> = Vec::new();
     for (kind, spec) in raw.objects {
         let flag = kind.flag();
@@ -325,6 +343,7 @@ fn build(
         apiserver,
         namespace: namespace.unwrap_or_default(),
         objects,
+        selections,
         token_file: raw
             .token_file
             .map(PathBuf::from)
@@ -344,6 +363,71 @@ fn build(
         fsync: raw.fsync,
         listen: raw.listen,
     })
+}
+
+/// The selections: every selector (checked, normalised, each once) in every namespace of
+/// `-selector-namespaces` (default: the namespace), or once cluster-wide for `*`.
+fn selections(
+    selectors: &[(Kind, String)],
+    namespaces: Option<String>,
+    namespace: &Option<String>,
+) -> Result<Vec<Selection>, UsageError> {
+    if selectors.is_empty() {
+        return match namespaces {
+            Some(_) => Err(UsageError(
+                "-selector-namespaces needs a -configmap-selector or -secret-selector".into(),
+            )),
+            None => Ok(Vec::new()),
+        };
+    }
+    let scopes: Vec<Option<String>> = match namespaces {
+        Some(list) if list.trim() == "*" => vec![None],
+        Some(list) => {
+            let mut scopes = Vec::new();
+            for ns in list.split(',').map(str::trim) {
+                let bad = |why: &str| {
+                    UsageError(format!(
+                        "invalid value {list:?} for -selector-namespaces: {why}"
+                    ))
+                };
+                if ns == "*" {
+                    return Err(bad("* means every namespace and stands alone"));
+                }
+                validate_dns_label(ns).map_err(|e| bad(&format!("namespace {ns:?} {e}")))?;
+                if scopes.contains(&Some(ns.to_string())) {
+                    return Err(bad(&format!("namespace {ns:?} is given twice")));
+                }
+                scopes.push(Some(ns.to_string()));
+            }
+            scopes
+        }
+        None => match namespace {
+            Some(ns) => vec![Some(ns.clone())],
+            None => return Err(UsageError(
+                "selectors need a namespace: give -selector-namespaces, -namespace, $NS or $POD_NAMESPACE"
+                    .into(),
+            )),
+        },
+    };
+    let mut out: Vec<Selection> = Vec::new();
+    for (kind, text) in selectors {
+        let flag = format!("-{}-selector", kind.flag());
+        let checked = selector::parse(text)
+            .map_err(|e| UsageError(format!("invalid value {text:?} for {flag}: {e}")))?;
+        let selector = checked.to_string();
+        for namespace in &scopes {
+            let selection = Selection {
+                kind: *kind,
+                namespace: namespace.clone(),
+                selector: selector.clone(),
+            };
+            if out.contains(&selection) {
+                return Err(UsageError(format!("{flag} {text:?} is given twice")));
+            }
+            out.push(selection);
+        }
+    }
+    Ok(out)
 }
 
 /// Octal permission bits, `0644`, `440` or `0o440`, at most `0777`.

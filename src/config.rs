@@ -1,5 +1,5 @@
 //! Plain data that the modules share: the validated configuration of one run ([`Config`]),
-//! the API endpoint, how its certificate is trusted, and the objects followed.
+//! the API endpoint, how its certificate is trusted, and the objects and selections followed.
 //!
 //! `cli` builds these values and everything else reads them; this module imports no other
 //! module of the crate, does no I/O, and holds no behaviour beyond naming and display.
@@ -42,6 +42,24 @@ pub struct ObjectRef {
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}/{}", self.kind.flag(), self.namespace, self.name)
+    }
+}
+
+/// A source of members: the objects of one kind that a label selector selects, in one
+/// namespace or in every namespace (`None`: `-selector-namespaces '*'`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    /// The selector as checked and normalised by `selector`: sent to the API server as it is.
+    pub selector: String,
+}
+
+impl fmt::Display for Selection {
+    /// `configmaps in team-a with app=gw`, `secrets in * with tier in (edge)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.namespace.as_deref().unwrap_or("*");
+        write!(f, "{} in {ns} with {}", self.kind.plural(), self.selector)
     }
 }
 
@@ -101,7 +119,11 @@ impl fmt::Display for ApiServer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub apiserver: ApiServer,
+    /// The objects named by `-configmap` and `-secret`.
     pub objects: Vec<ObjectRef>,
+    /// The label selections of `-configmap-selector` and `-secret-selector`, one per
+    /// selector and namespace.
+    pub selections: Vec<Selection>,
     pub namespace: String,
     pub token_file: PathBuf,
     pub trust: Trust,

@@ -54,8 +54,13 @@ pub struct Metrics {
     watch_restarts: AtomicU64,
     errors: Mutex<BTreeMap<ErrorKind, u64>>,
     requests: Mutex<BTreeMap<u16, u64>>,
-    /// Per object: when it last made progress (list, watch start, event, bookmark).
+    /// Per object, then per selection: when it last made progress (list, watch start,
+    /// event, bookmark).
     progress: Mutex<Vec<(String, Instant)>>,
+    /// Per selection: how many objects it selects now.
+    selected: Mutex<Vec<u64>>,
+    /// Versions refused because another object held one of their keys.
+    collisions: AtomicU64,
     /// How long without progress still counts as healthy.
     stall_bound_ms: AtomicU64,
 }
@@ -79,15 +84,24 @@ impl Metrics {
             errors: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(BTreeMap::new()),
             progress: Mutex::new(Vec::new()),
+            selected: Mutex::new(Vec::new()),
+            collisions: AtomicU64::new(0),
             stall_bound_ms: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// Names the objects followed and the stall bound; call once before the engine starts.
-    pub fn init(&self, objects: &[String], stall_bound: Duration) {
+    /// Names the objects and the selections followed, and the stall bound; call once
+    /// before the engine starts. Progress is then counted by index: the objects first, then
+    /// the selections.
+    pub fn init(&self, objects: &[String], selections: &[String], stall_bound: Duration) {
         let now = Instant::now();
         *lock(&self.started) = Some(now);
-        *lock(&self.progress) = objects.iter().map(|o| (o.clone(), now)).collect();
+        *lock(&self.progress) = objects
+            .iter()
+            .chain(selections)
+            .map(|o| (o.clone(), now))
+            .collect();
+        *lock(&self.selected) = vec![0; selections.len()];
         self.stall_bound_ms
             .store(stall_bound.as_millis() as u64, Ordering::Relaxed);
     }
@@ -96,6 +110,17 @@ impl Metrics {
         if let Some(p) = lock(&self.progress).get_mut(idx) {
             p.1 = Instant::now();
         }
+    }
+
+    /// Selection `source` (numbered from 0) selects `count` objects now.
+    pub fn selected(&self, source: usize, count: usize) {
+        if let Some(n) = lock(&self.selected).get_mut(source) {
+            *n = count as u64;
+        }
+    }
+
+    pub fn collision(&self) {
+        self.collisions.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn snapshot_written(&self, bytes: u64) {
@@ -185,6 +210,11 @@ impl Metrics {
             "Watches started after the first one of each list.",
             self.watch_restarts.load(Ordering::Relaxed),
         );
+        counter(
+            "envoy_xds_loader_collisions_total",
+            "Versions refused because another object held one of their keys (the incumbent keeps it).",
+            self.collisions.load(Ordering::Relaxed),
+        );
         s.push_str("# HELP envoy_xds_loader_snapshot_errors_total Snapshots not written, by kind.\n# TYPE envoy_xds_loader_snapshot_errors_total counter\n");
         let errors = lock(&self.errors).clone();
         for kind in [ErrorKind::Refused, ErrorKind::Write] {
@@ -207,6 +237,7 @@ impl Metrics {
                 "envoy_xds_loader_api_requests_total{{code=\"{code}\"}} {n}"
             );
         }
+        self.render_followed(&mut s);
         let last = self.last_snapshot_unix_ms.load(Ordering::Relaxed);
         let _ = write!(
             s,
@@ -221,6 +252,43 @@ impl Metrics {
         );
         s
     }
+}
+
+impl Metrics {
+    /// Per object and selection: the seconds since its last progress; per selection: the
+    /// objects it selects.
+    fn render_followed(&self, s: &mut String) {
+        let now = Instant::now();
+        let progress = lock(&self.progress).clone();
+        let selected = lock(&self.selected).clone();
+        s.push_str("# HELP envoy_xds_loader_seconds_since_progress Per object and selection followed: seconds since its last list, event, bookmark or completed watch.\n# TYPE envoy_xds_loader_seconds_since_progress gauge\n");
+        for (name, at) in &progress {
+            let ms = now.saturating_duration_since(*at).as_millis();
+            let _ = writeln!(
+                s,
+                "envoy_xds_loader_seconds_since_progress{{followed=\"{}\"}} {}.{:03}",
+                label(name),
+                ms / 1000,
+                ms % 1000
+            );
+        }
+        let sources = &progress[progress.len().saturating_sub(selected.len())..];
+        s.push_str("# HELP envoy_xds_loader_selected_objects Per selection (a selector in a namespace, or in every namespace): the objects it selects now.\n# TYPE envoy_xds_loader_selected_objects gauge\n");
+        for ((name, _), n) in sources.iter().zip(&selected) {
+            let _ = writeln!(
+                s,
+                "envoy_xds_loader_selected_objects{{selection=\"{}\"}} {n}",
+                label(name)
+            );
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Binds `addr` and serves in the background; the error names the address. `:PORT` means
@@ -437,7 +505,7 @@ mod tests {
     #[test]
     fn health_notices_a_stalled_object() {
         let m = Metrics::new();
-        m.init(&["configmap a/b".into()], Duration::from_secs(30));
+        m.init(&["configmap a/b".into()], &[], Duration::from_secs(30));
         let now = Instant::now();
         assert!(m.health_at(now).is_ok());
         assert!(m.health_at(now + Duration::from_secs(29)).is_ok());

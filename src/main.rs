@@ -51,7 +51,8 @@ fn main() {
 
     announce(&cfg);
     let names: Vec<String> = cfg.objects.iter().map(|o| o.to_string()).collect();
-    METRICS.init(&names, sync::stall_bound(&cfg));
+    let sources: Vec<String> = cfg.selections.iter().map(|s| s.to_string()).collect();
+    METRICS.init(&names, &sources, sync::stall_bound(&cfg));
     if let Some(addr) = &cfg.listen {
         match health::serve(addr) {
             Ok(local) => log::info("serving /readyz /healthz /metrics", &[("addr", &local)]),
@@ -95,6 +96,12 @@ fn announce(cfg: &Config) {
         .map(|o| format!("{}/{}/{}", o.kind.flag(), o.namespace, o.name))
         .collect::<Vec<_>>()
         .join(",");
+    let selections = cfg
+        .selections
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let trust = match &cfg.trust {
         Trust::CaFile(p) => format!("ca-file:{}", p.display()),
         Trust::WebPkiRoots => "webpki-roots".into(),
@@ -112,6 +119,7 @@ fn announce(cfg: &Config) {
             ("mode", &mode),
             ("apiserver", &cfg.apiserver),
             ("objects", &objects),
+            ("selections", &selections),
             ("output_dir", &cfg.output_dir.display()),
             ("trust", &trust),
             ("sync_interval", &cli::format_go_duration(cfg.sync_interval)),

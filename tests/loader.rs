@@ -543,7 +543,7 @@ fn dry_run_prints_and_touches_nothing() {
     assert!(l.wait(T).unwrap().success(), "{}", l.log());
     assert_eq!(
         l.stdout(),
-        "==> lds.yaml (13 bytes) <==\nlisteners: 1\n==> x (10 bytes) <==\nno newline\n"
+        "==> lds.yaml (13 bytes, configmap default/envoy) <==\nlisteners: 1\n==> x (10 bytes, configmap default/envoy) <==\nno newline\n"
     );
     assert!(!out.exists(), "nothing written");
 }

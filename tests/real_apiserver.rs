@@ -558,7 +558,7 @@ fn label_selector_syntax_agrees_with_the_server() {
 }
 
 /// The client's paged list and watch of a label selection (`kube::Client::list_page`,
-/// `watch_selection`, not yet behind a flag) against the server: pages at one version,
+/// `watch_selection`) against the server: pages at one version,
 /// namespaced and cluster-wide, and a watch that hears objects enter and leave the
 /// selection by their labels.
 #[test]
@@ -578,7 +578,11 @@ fn a_label_selection_pages_and_watches_as_the_server_serves_it() {
             "metadata": {"labels": labels}, "data": {format!("{name}.yaml"): v}}),
         );
     };
-    let sel = || selector::parse(&format!("gateway=g{},team", std::process::id())).unwrap();
+    let sel = || {
+        selector::parse(&format!("gateway=g{},team", std::process::id()))
+            .unwrap()
+            .to_string()
+    };
     let yes = || json!({"gateway": format!("g{}", std::process::id()), "team": "x"});
     for i in 0..5 {
         put(&ns1, &format!("r{i}"), yes(), "1");

@@ -11,14 +11,13 @@
 
 pub mod decode;
 
-pub use crate::config::{Kind, ObjectRef};
+pub use crate::config::{Kind, ObjectRef, Selection};
 pub use decode::{
     decode_event, decode_list, decode_object, decode_page, decode_selection_event, decode_status,
     Event, Listed, Member, Object, Page, Refused, SelectionEvent, Status,
 };
 
 use crate::config::{ApiServer, Trust};
-use crate::selector::Selector;
 use crate::{http, log, tls};
 use std::fmt;
 use std::path::PathBuf;
@@ -260,7 +259,7 @@ impl Client {
             "{}/api/v1{scope}/{}?labelSelector={}",
             self.api.base_path,
             selection.kind.plural(),
-            query_escape(&selection.selector.to_string())
+            query_escape(&selection.selector)
         )
     }
 
@@ -395,14 +394,6 @@ impl Watch {
             Some(line) => Ok(Some(decode_event(line, &self.obj)?)),
         }
     }
-}
-
-/// What a label selector picks: objects of one kind, in one namespace or all (`None`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selection {
-    pub kind: Kind,
-    pub namespace: Option<String>,
-    pub selector: Selector,
 }
 
 /// An open watch of a selection.

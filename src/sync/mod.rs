@@ -18,7 +18,7 @@
 use crate::backoff::{Backoff, Rng};
 use crate::config::{Config, Mode};
 use crate::health::{ErrorKind, METRICS};
-use crate::kube::{self, Client, Event, ObjectRef};
+use crate::kube::{self, Client, Event, Member, ObjectRef, Selection};
 use crate::log;
 use crate::snapshot::{Files, Outcome, Writer};
 use std::io::Write as _;
@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 mod reflector;
 use reflector::{Heard, Reflector, Step, SILENCE};
+
+mod selection;
+use selection::list_all;
 
 mod state;
 use state::{Judged, Refusal, State};
@@ -64,12 +67,12 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     let mut backoff = Backoff::new(Rng::from_entropy());
     let mut state = sink.restore(cfg);
     for (idx, obj) in cfg.objects.iter().enumerate() {
-        match list_until(obj, client, deadline, &mut backoff) {
+        match list_until(obj, deadline, &mut backoff, || client.list(obj, false)) {
             Ok(kube::Listed {
                 object: Some(o), ..
             }) => {
                 if let Judged::Refused(r) = state.judge(idx, &o.resource_version, o.files) {
-                    log_refusal(&r, &o.resource_version);
+                    log_refusal(&r, Some(&o.resource_version));
                     return 1;
                 }
             }
@@ -78,18 +81,15 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                 log::error("not found", &log::owned(&fields));
                 return 1;
             }
-            Err((e, gave_up)) => {
-                let mut fields = subject(obj, "list", Some(&e), None);
-                let msg = match gave_up {
-                    Some(after) => {
-                        fields.push(("retried_for", tenths(after)));
-                        "list failed; still failing at -onetime-timeout"
-                    }
-                    None => "list failed",
-                };
-                log::error(msg, &log::owned(&with_err(fields, Some(&e))));
-                return 1;
-            }
+            Err((e, gave_up)) => return list_failed(obj, &e, gave_up),
+        }
+    }
+    // A selection may select nothing, and a member that is refused is left out: the others
+    // are written (the named objects are the ones the run cannot do without).
+    for (source, sel) in cfg.selections.iter().enumerate() {
+        match list_until(sel, deadline, &mut backoff, || list_all(client, sel)) {
+            Ok((_, members)) => take_listing(&mut state, source, members),
+            Err((e, gave_up)) => return list_failed(sel, &e, gave_up),
         }
     }
     match sink.apply(&state) {
@@ -101,20 +101,34 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     }
 }
 
+/// `-onetime`'s failed list, in one line; exit code 1.
+fn list_failed(who: &dyn Subject, e: &kube::Error, gave_up: Option<Duration>) -> i32 {
+    let mut fields = subject(who, "list", Some(e), None);
+    let msg = match gave_up {
+        Some(after) => {
+            fields.push(("retried_for", tenths(after)));
+            "list failed; still failing at -onetime-timeout"
+        }
+        None => "list failed",
+    };
+    log::error(msg, &log::owned(&with_err(fields, Some(e))));
+    1
+}
+
 /// `-onetime`'s list: transient failures (refused, reset, timeouts, 429, 5xx) are retried
 /// on the backoff (or Retry-After) until `deadline`, and a first 401 once at once (the token
 /// file is read again for it); anything else fails at once. The error comes with how long
 /// it was retried when time ran out.
-fn list_until(
-    obj: &ObjectRef,
-    client: &Client,
+fn list_until<T>(
+    obj: &dyn Subject,
     deadline: Instant,
     backoff: &mut Backoff,
-) -> Result<kube::Listed, (kube::Error, Option<Duration>)> {
+    mut list: impl FnMut() -> Result<T, kube::Error>,
+) -> Result<T, (kube::Error, Option<Duration>)> {
     let started = Instant::now();
     let mut unauthorized = 0;
     loop {
-        let e = match client.list(obj, false) {
+        let e = match list() {
             Ok(listed) => return Ok(listed),
             Err(e) => e,
         };
@@ -151,10 +165,16 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                     METRICS.progress(idx);
                     take(&mut state, idx, l.object)
                 }
-                Err(e) => log::warn(
-                    "list failed",
-                    &log::owned(&with_err(subject(obj, "list", Some(&e), None), Some(&e))),
-                ),
+                Err(e) => list_warning(obj, &e),
+            }
+        }
+        for (source, sel) in cfg.selections.iter().enumerate() {
+            match list_all(client, sel) {
+                Ok((_, members)) => {
+                    METRICS.progress(cfg.objects.len() + source);
+                    take_listing(&mut state, source, members);
+                }
+                Err(e) => list_warning(sel, &e),
             }
         }
         if let Err(e) = sink.apply(&state) {
@@ -162,6 +182,23 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
         }
         std::thread::sleep(rng.scale(cfg.sync_interval, 0.95, 1.05));
     }
+}
+
+fn list_warning(who: &dyn Subject, e: &kube::Error) {
+    let fields = with_err(subject(who, "list", Some(e), None), Some(e));
+    log::warn("list failed", &log::owned(&fields));
+}
+
+/// A selection's complete list (source `source`): every member judged, and those it no
+/// longer holds let go; the refusals logged.
+fn take_listing(state: &mut State, source: usize, members: Vec<Member>) {
+    for r in state.judge_page(source, members) {
+        log_refusal(&r, None);
+    }
+    for r in state.listed(source) {
+        log_refusal(&r, None);
+    }
+    METRICS.selected(source, state.selected_by(source));
 }
 
 /// A list answer for object `idx`: its version judged, or a warning when it is missing.
@@ -178,15 +215,22 @@ fn take(state: &mut State, idx: usize, object: Option<kube::Object>) {
         return;
     };
     if let Judged::Refused(r) = state.judge(idx, &o.resource_version, o.files) {
-        log_refusal(&r, &o.resource_version);
+        log_refusal(&r, Some(&o.resource_version));
     }
 }
 
-/// One line for a refused version, counted as a refused snapshot.
-fn log_refusal(r: &Refusal, resource_version: &str) {
+/// One line for a refused version, counted as a refused snapshot (and as a collision when
+/// another object holds the key: both objects and the key are named).
+fn log_refusal(r: &Refusal, resource_version: Option<&str>) {
     METRICS.error(ErrorKind::Refused);
     let mut fields = subject(&r.object, "judge", None, r.refused.key.as_deref());
-    fields.push(("resource_version", resource_version.to_string()));
+    if let Some(rv) = resource_version {
+        fields.push(("resource_version", rv.to_string()));
+    }
+    if let Some(holder) = &r.held_by {
+        METRICS.collision();
+        fields.push(("held_by", holder.to_string()));
+    }
     fields.push(("err", r.refused.why.clone()));
     log::error("refused; keeping the last files", &log::owned(&fields));
 }
@@ -198,6 +242,12 @@ enum Msg {
     /// ADDED or MODIFIED.
     Upsert(usize, kube::Object),
     Deleted(usize),
+    /// A selection's complete list (every page): every member.
+    SourceListed(usize, Vec<Member>),
+    /// ADDED or MODIFIED in a selection's watch.
+    Selected(usize, Member),
+    /// DELETED in a selection's watch: deleted, or no longer matching.
+    Unselected(usize, ObjectRef),
 }
 
 fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
@@ -208,6 +258,20 @@ fn watch(cfg: &Config, client: Arc<Client>, sink: Sink) -> i32 {
         let spawned = std::thread::Builder::new()
             .name(format!("watch-{idx}"))
             .spawn(move || reflect(idx, obj, &client, sync_interval, watch_timeout, &engine));
+        if let Err(e) = spawned {
+            log::error("cannot start a watch thread", &[("err", &e)]);
+            return 1;
+        }
+    }
+    for (source, sel) in cfg.selections.iter().enumerate() {
+        let (engine, client, sel) = (engine.clone(), client.clone(), sel.clone());
+        let (watch_timeout, progress) = (cfg.watch_timeout, cfg.objects.len() + source);
+        let spawned = std::thread::Builder::new()
+            .name(format!("select-{source}"))
+            .spawn(move || {
+                let at = selection::At { source, progress };
+                selection::reflect(at, &sel, &client, watch_timeout, &engine)
+            });
         if let Err(e) = spawned {
             log::error("cannot start a watch thread", &[("err", &e)]);
             return 1;
@@ -267,6 +331,23 @@ impl Engine {
                 "deleted; keeping its last files",
                 &log::owned(&subject(&objects[idx], "watch", None, None)),
             ),
+            Msg::SourceListed(source, members) => take_listing(&mut w.state, source, members),
+            Msg::Selected(source, member) => {
+                let rv = member.content.resource_version.clone();
+                if let Judged::Refused(r) = w.state.judge_member(source, member) {
+                    log_refusal(&r, Some(&rv));
+                }
+                METRICS.selected(source, w.state.selected_by(source));
+            }
+            Msg::Unselected(source, object) => {
+                let mut fields = subject(&object, "watch", None, None);
+                fields.push(("source", self.cfg.selections[source].to_string()));
+                log::info("no longer selected", &log::owned(&fields));
+                if let Some(r) = w.state.leave(source, &object) {
+                    log_refusal(&r, None);
+                }
+                METRICS.selected(source, w.state.selected_by(source));
+            }
         }
         if self.waiting.load(Ordering::SeqCst) == 0 {
             self.write(&mut w);
@@ -377,15 +458,8 @@ fn reflect(
                         continue;
                     }
                 }
-                let mut timeout = rng.scale(watch_timeout, 1.0, 2.0);
-                if let Some(t) = check_at {
-                    timeout = timeout.min(t.saturating_duration_since(Instant::now()));
-                }
-                let timeout_secs = timeout.as_secs().max(1);
-                // A byte is due at least every SILENCE (bookmarks), and the end at the
-                // server's own timeout plus a margin, whichever comes first.
-                let due = Duration::from_secs(timeout_secs) + read_margin(watch_timeout);
-                let read_timeout = due.min(SILENCE);
+                let (timeout_secs, read_timeout, silence_first) =
+                    watch_timing(&mut rng, watch_timeout, check_at);
                 watches += 1;
                 if watches > 1 {
                     METRICS.watch_restart();
@@ -401,7 +475,7 @@ fn reflect(
                             engine,
                             object_version: &mut object_version,
                         };
-                        follow(&mut w, &mut seen, &mut r, read_timeout < due)
+                        follow(&mut w, &mut seen, &mut r, silence_first)
                     }
                 }
             }
@@ -456,14 +530,7 @@ fn follow(
                 return failed(obj, "watch", &kube::Error::Event(status), r);
             }
             Ok(None) => return ended(obj, idx, r, events, started.elapsed()),
-            Err(kube::Error::Timeout) if silence_first => {
-                METRICS.progress(idx);
-                let mut fields = subject(obj, "watch", None, None);
-                fields.push(("silent_for", format!("{}s", SILENCE.as_secs())));
-                log::info("nothing heard; replacing the watch", &log::owned(&fields));
-                return r.on(Heard::Silent);
-            }
-            Err(e) => return failed(obj, "watch", &e, r),
+            Err(e) => return broken(obj, idx, e, r, silence_first),
         };
         METRICS.progress(idx);
         events += 1;
@@ -472,6 +539,47 @@ fn follow(
             other => return other,
         }
     }
+}
+
+/// A watch stream that failed: after [`SILENCE`] with nothing heard (`silence_first`: the
+/// read timeout is shorter than the watch's own end), replaced at once; otherwise a failure.
+fn broken(
+    obj: &dyn Subject,
+    progress: usize,
+    e: kube::Error,
+    r: &mut Reflector,
+    silence_first: bool,
+) -> Step {
+    match e {
+        kube::Error::Timeout if silence_first => {
+            METRICS.progress(progress);
+            let mut fields = subject(obj, "watch", None, None);
+            fields.push(("silent_for", format!("{}s", SILENCE.as_secs())));
+            log::info("nothing heard; replacing the watch", &log::owned(&fields));
+            r.on(Heard::Silent)
+        }
+        e => failed(obj, "watch", &e, r),
+    }
+}
+
+/// The timing of one watch: the server-side timeout (jittered, cut at `check_at`, whole
+/// seconds), the client's read timeout, and whether that read timeout is [`SILENCE`] (shorter
+/// than the watch's own end).
+fn watch_timing(
+    rng: &mut Rng,
+    watch_timeout: Duration,
+    check_at: Option<Instant>,
+) -> (u64, Duration, bool) {
+    let mut timeout = rng.scale(watch_timeout, 1.0, 2.0);
+    if let Some(t) = check_at {
+        timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+    }
+    let timeout_secs = timeout.as_secs().max(1);
+    // A byte is due at least every SILENCE (bookmarks), and the end at the server's own
+    // timeout plus a margin, whichever comes first.
+    let due = Duration::from_secs(timeout_secs) + read_margin(watch_timeout);
+    let read_timeout = due.min(SILENCE);
+    (timeout_secs, read_timeout, read_timeout < due)
 }
 
 /// Safety net: a cheap read from the watch cache; a difference means something was
@@ -497,7 +605,7 @@ fn safety_net_differs(obj: &ObjectRef, client: &Client, delivered: Option<&str>)
 }
 
 /// A failed list or watch: the reflector's wait, logged in one line.
-fn failed(obj: &ObjectRef, op: &str, e: &kube::Error, r: &mut Reflector) -> Step {
+fn failed(obj: &dyn Subject, op: &str, e: &kube::Error, r: &mut Reflector) -> Step {
     let step = r.on(Heard::Failed {
         retry_after: e.retry_after(),
     });
@@ -517,7 +625,7 @@ fn failed(obj: &ObjectRef, op: &str, e: &kube::Error, r: &mut Reflector) -> Step
 /// "Too old", as an HTTP 410 (`e`) or an ERROR event (`status`): relist, at once or after
 /// the wait of a repeated 410.
 fn gone(
-    obj: &ObjectRef,
+    obj: &dyn Subject,
     r: &mut Reflector,
     e: Option<&kube::Error>,
     status: Option<&kube::Status>,
@@ -538,7 +646,7 @@ fn gone(
 
 /// The server ended the watch: a watch that ran its course is progress even on a quiet
 /// cluster; one that merely started (perhaps on a dead connection) is a failure.
-fn ended(obj: &ObjectRef, idx: usize, r: &mut Reflector, events: u64, lasted: Duration) -> Step {
+fn ended(obj: &dyn Subject, idx: usize, r: &mut Reflector, events: u64, lasted: Duration) -> Step {
     let step = r.on(Heard::Ended { events, lasted });
     match &step {
         Step::Wait(d) => log::warn(
@@ -575,15 +683,33 @@ pub fn stall_bound(cfg: &Config) -> Duration {
     }
 }
 
-/// The fields that name what a log line is about: `object=… op=…`, the API server's
-/// `code=` when it answered, and the `key=` to blame. The error goes last ([`with_err`]).
+/// What a line of the log is about: a named object (`object=`) or a selection (`source=`).
+trait Subject: std::fmt::Display {
+    fn field(&self) -> &'static str;
+}
+
+impl Subject for ObjectRef {
+    fn field(&self) -> &'static str {
+        "object"
+    }
+}
+
+impl Subject for Selection {
+    fn field(&self) -> &'static str {
+        "source"
+    }
+}
+
+/// The fields that name what a log line is about: `object=…` (or `source=…`) `op=…`, the
+/// API server's `code=` when it answered, and the `key=` to blame. The error goes last
+/// ([`with_err`]).
 fn subject(
-    obj: &ObjectRef,
+    obj: &dyn Subject,
     op: &str,
     e: Option<&kube::Error>,
     key: Option<&str>,
 ) -> Vec<(&'static str, String)> {
-    let mut fields = vec![("object", obj.to_string()), ("op", op.to_string())];
+    let mut fields = vec![(obj.field(), obj.to_string()), ("op", op.to_string())];
     if let Some(code) = e.and_then(kube::Error::code) {
         fields.push(("code", code.to_string()));
     }
@@ -635,7 +761,11 @@ impl Sink {
     /// The state to start from: on disk, the current snapshot and its record (then, when
     /// every object followed is on record, the loader is ready at once, before any list).
     fn restore(&self, cfg: &Config) -> State {
-        let mut state = State::new(cfg.objects.clone(), 0, cfg.allow_empty_resources);
+        let mut state = State::new(
+            cfg.objects.clone(),
+            cfg.selections.len(),
+            cfg.allow_empty_resources,
+        );
         if let Sink::Disk(w) = self {
             if let (Ok(Some(files)), Ok(Some(record))) = (w.current(), w.current_record()) {
                 if state.restore(files, &record) {
@@ -660,7 +790,7 @@ impl Sink {
         match self {
             Sink::DryRun(last) => {
                 if last.as_deref() != Some(&*merged) {
-                    print_dry_run(&merged);
+                    print_dry_run(&merged, state);
                     *last = Some(merged);
                 }
                 Ok(Outcome::Unchanged)
@@ -701,10 +831,16 @@ impl Sink {
     }
 }
 
-fn print_dry_run(files: &Files) {
+/// Every file, each with its size and the object it comes from:
+/// `==> lds.yaml (13 bytes, configmap ns/a) <==`.
+fn print_dry_run(files: &Files, state: &State) {
     let mut out = Vec::new();
     for (name, bytes) in files {
-        let _ = writeln!(out, "==> {name} ({} bytes) <==", bytes.len());
+        let from = state
+            .owner(name)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let _ = writeln!(out, "==> {name} ({} bytes, {from}) <==", bytes.len());
         out.extend_from_slice(bytes);
         if !bytes.ends_with(b"\n") {
             out.push(b'\n');

@@ -37,6 +37,8 @@ use std::sync::Arc;
 pub struct Refusal {
     pub object: ObjectRef,
     pub refused: Refused,
+    /// For a collision: the object that holds the key (the incumbent).
+    pub held_by: Option<ObjectRef>,
 }
 
 impl std::fmt::Display for Refusal {
@@ -103,7 +105,7 @@ struct Listing {
 /// Why a check refused content: a key held by another object (which may clear), or
 /// anything else (which only a new version clears).
 enum Verdict {
-    Taken(Refused),
+    Taken(Refused, ObjectRef),
     Other(Refused),
 }
 
@@ -127,10 +129,30 @@ impl State {
         &self.named[idx]
     }
 
-    /// The named objects, for the log: `configmap ns/a,secret ns/b`.
+    /// What the snapshot comes from, for the log: `configmap ns/a,secret ns/b`, and with
+    /// selections `+N selected`.
     pub fn names(&self) -> String {
-        let names: Vec<String> = self.named.iter().map(ToString::to_string).collect();
+        let mut names: Vec<String> = self.named.iter().map(ToString::to_string).collect();
+        if !self.lists.is_empty() {
+            let members = self
+                .members()
+                .filter(|(_, m)| !m.sources.is_empty())
+                .count();
+            names.push(format!("+{members} selected"));
+        }
         names.join(",")
+    }
+
+    /// How many objects source `source` selects now.
+    pub fn selected_by(&self, source: usize) -> usize {
+        self.members()
+            .filter(|(_, m)| m.sources.contains(&source))
+            .count()
+    }
+
+    /// The object whose accepted files hold `key`.
+    pub fn owner(&self, key: &str) -> Option<&ObjectRef> {
+        self.owners.get(key)
     }
 
     /// Whether named object `idx` has accepted files (seen, or restored from disk).
@@ -197,7 +219,6 @@ impl State {
     /// oldest first (creationTimestamp, namespace, name), so that among objects seen
     /// together the older one gets a contested key. The list ends with
     /// [`listed`](State::listed). Returns the refusals, in that order.
-    #[cfg_attr(not(test), allow(dead_code))] // until sync follows selections
     pub fn judge_page(&mut self, source: usize, mut members: Vec<Member>) -> Vec<Refusal> {
         members.sort_by(|a, b| {
             (&a.created, &a.object.namespace, &a.object.name).cmp(&(
@@ -221,7 +242,6 @@ impl State {
     /// leave (see [`leave`](State::leave)); once every source has finished its first list,
     /// so do the members restored from disk that no source listed. Returns the refused
     /// leavings.
-    #[cfg_attr(not(test), allow(dead_code))] // until sync follows selections
     pub fn listed(&mut self, source: usize) -> Vec<Refusal> {
         let seen = std::mem::take(&mut self.lists[source].seen);
         self.lists[source].done = true;
@@ -247,7 +267,6 @@ impl State {
     }
 
     /// Judges a member as a watch of source `source` delivers it (ADDED, MODIFIED).
-    #[cfg_attr(not(test), allow(dead_code))] // until sync follows selections
     pub fn judge_member(&mut self, source: usize, member: Member) -> Judged {
         let judged = self.judge_selected(source, member);
         self.rejudge();
@@ -258,7 +277,6 @@ impl State {
     /// matching). The object leaves once no source selects it: its keys go, unless one of
     /// its files carried Listener or Cluster resources (and not `-allow-empty-resources`):
     /// then the leaving is refused and its files stay. A named object never leaves.
-    #[cfg_attr(not(test), allow(dead_code))] // until sync follows selections
     pub fn leave(&mut self, source: usize, object: &ObjectRef) -> Option<Refusal> {
         let refusal = self.unselect(source, object);
         self.rejudge();
@@ -360,23 +378,24 @@ impl State {
         }
         held.version = Some(version.to_string());
         held.waiting = None;
-        let refused = match files {
-            Err(refused) => refused,
+        let (refused, held_by) = match files {
+            Err(refused) => (refused, None),
             Ok(files) => match self.check(object, &files) {
                 Ok(()) => {
                     self.accept(object, files);
                     return Judged::Accepted;
                 }
-                Err(Verdict::Other(refused)) => refused,
-                Err(Verdict::Taken(refused)) => {
+                Err(Verdict::Other(refused)) => (refused, None),
+                Err(Verdict::Taken(refused, holder)) => {
                     self.held.get_mut(object).expect("held").waiting = Some(files);
-                    refused
+                    (refused, Some(holder))
                 }
             },
         };
         Judged::Refused(Refusal {
             object: object.clone(),
             refused,
+            held_by,
         })
     }
 
@@ -389,7 +408,7 @@ impl State {
             .find_map(|k| self.owners.get(k).filter(|o| *o != object).map(|o| (k, o)));
         if let Some((key, other)) = taken {
             let why = format!("key {key:?} is also in {other}, which had it first");
-            return Err(Verdict::Taken(Refused::new(Some(key), why)));
+            return Err(Verdict::Taken(Refused::new(Some(key), why), other.clone()));
         }
         match &self.held[object].accepted {
             Some(last) if !self.allow_empty => guard(last, Some(files)).map_err(Verdict::Other),
@@ -437,6 +456,7 @@ impl State {
                 return Err(Refusal {
                     object: object.clone(),
                     refused,
+                    held_by: None,
                 });
             }
         }
@@ -482,7 +502,7 @@ impl State {
                         self.accept(&object, files);
                         accepted = true;
                     }
-                    Err(Verdict::Taken(_)) => {
+                    Err(Verdict::Taken(..)) => {
                         self.held.get_mut(&object).expect("held").waiting = Some(files);
                     }
                     Err(Verdict::Other(_)) => {}

@@ -623,6 +623,43 @@ impl Emulator {
         })
     }
 
+    /// Creates or updates the `kind` object `ns/name` with exactly `labels` and text `data`
+    /// (for a Secret, its values); returns its resourceVersion. Same rules as `apply_full`:
+    /// a change of labels alone is a write, one that changes nothing is not.
+    pub fn apply_labeled(
+        &self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        data: &[(&str, &str)],
+    ) -> u64 {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.put(kind, ns, name, |c| {
+            c.labels = labels;
+            match kind {
+                Kind::ConfigMap => {
+                    c.data = data
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }
+                Kind::Secret => {
+                    c.binary = data
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                        .collect();
+                    if c.secret_type.is_none() {
+                        c.secret_type = Some(String::from("Opaque"));
+                    }
+                }
+            }
+        })
+    }
+
     /// Creates or updates Secret `ns/name` (type Opaque) with `data`; returns its
     /// resourceVersion. Same rules as `apply_full`.
     pub fn apply_secret(&self, ns: &str, name: &str, data: &[(&str, &[u8])]) -> u64 {

@@ -1,0 +1,159 @@
+//! Following one label selection (a selector in one namespace, or in every namespace): the
+//! paged list of its members and the watch of the collection, with the same reflector rules
+//! as a named object ([`super::reflector`]); what they find goes to the engine as members
+//! that come and go.
+//!
+//! A list is read page by page ([`PAGE`] objects each, `limit` and `continue`) at the first
+//! page's resourceVersion, and handed over whole, so that a relist that finds the same
+//! versions changes nothing and one that misses a member lets it go. A continue token that
+//! expired (410) starts the list again. There is no safety-net check: a selection relies on
+//! its watch (resumed from the last version, bookmarks, a relist on "too old"), as
+//! client-go's informers do.
+
+use super::reflector::{Heard, Reflector, Step};
+use super::{broken, ended, failed, gone, subject, watch_timing, with_err, Engine, Msg};
+use crate::backoff::{Backoff, Rng};
+use crate::health::METRICS;
+use crate::kube::{self, Client, Member, Selection, SelectionEvent};
+use crate::log;
+use std::time::{Duration, Instant};
+
+/// Objects asked for per page (client-go's default).
+pub const PAGE: u32 = 500;
+/// Lists started again after an expired continue token before the list counts as failed.
+const RESTARTS: u32 = 3;
+
+/// Where a selection's news goes: its number among the selections, and among everything
+/// followed (for `/healthz`).
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub source: usize,
+    pub progress: usize,
+}
+
+/// Every member of `sel`, page by page: the list's resourceVersion (the first page's) and
+/// the members. An expired continue token starts the list again, [`RESTARTS`] times at most.
+pub fn list_all(client: &Client, sel: &Selection) -> Result<(String, Vec<Member>), kube::Error> {
+    let mut restarts = 0;
+    'list: loop {
+        let (mut version, mut members, mut token) = (None, Vec::new(), None::<String>);
+        loop {
+            let page = match client.list_page(sel, PAGE, token.as_deref()) {
+                Ok(page) => page,
+                Err(e) if e.is_gone() && token.is_some() && restarts < RESTARTS => {
+                    restarts += 1;
+                    let mut fields = subject(sel, "list", Some(&e), None);
+                    fields.push(("listed", members.len().to_string()));
+                    let fields = with_err(fields, Some(&e));
+                    log::info(
+                        "continue token expired; listing again from the start",
+                        &log::owned(&fields),
+                    );
+                    continue 'list;
+                }
+                Err(e) => return Err(e),
+            };
+            let version = version.get_or_insert(page.resource_version);
+            members.extend(page.members);
+            match page.continue_token {
+                Some(next) => token = Some(next),
+                None => return Ok((version.clone(), members)),
+            }
+        }
+    }
+}
+
+/// One selection's list+watch loop; never returns.
+pub fn reflect(
+    at: At,
+    sel: &Selection,
+    client: &Client,
+    watch_timeout: Duration,
+    engine: &Engine,
+) -> ! {
+    let mut r = Reflector::new(Backoff::new(Rng::from_entropy()));
+    let mut rng = Rng::from_entropy();
+    let (mut lists, mut watches) = (0u64, 0u64);
+    let mut step = r.start();
+    loop {
+        step = match step {
+            Step::List => {
+                lists += 1;
+                if lists > 1 {
+                    METRICS.relist();
+                }
+                match list_all(client, sel) {
+                    Ok((version, members)) => {
+                        METRICS.progress(at.progress);
+                        watches = 0;
+                        let next = r.on(Heard::Listed(&version));
+                        engine.deliver(Msg::SourceListed(at.source, members));
+                        next
+                    }
+                    Err(e) => failed(sel, "list", &e, &mut r),
+                }
+            }
+            Step::Watch(from) => {
+                let (timeout_secs, read_timeout, silence_first) =
+                    watch_timing(&mut rng, watch_timeout, None);
+                watches += 1;
+                if watches > 1 {
+                    METRICS.watch_restart();
+                }
+                match client.watch_selection(sel, &from, timeout_secs, read_timeout) {
+                    Err(e) if e.is_gone() => gone(sel, &mut r, Some(&e), None),
+                    Err(e) => failed(sel, "watch", &e, &mut r),
+                    Ok(mut w) => follow(&mut w, at, sel, engine, &mut r, silence_first),
+                }
+            }
+            Step::Wait(d) => {
+                std::thread::sleep(d);
+                r.resume()
+            }
+            Step::Read => r.resume(),
+        };
+    }
+}
+
+/// Reads one watch of the selection to its end: members that come, change and go, and the
+/// version moved on every event; returns the reflector's next step.
+fn follow(
+    w: &mut kube::SelectionWatch,
+    at: At,
+    sel: &Selection,
+    engine: &Engine,
+    r: &mut Reflector,
+    silence_first: bool,
+) -> Step {
+    let started = Instant::now();
+    let mut events = 0u64;
+    loop {
+        let version = match w.next() {
+            Ok(Some(SelectionEvent::Upsert(member))) => {
+                let version = member.content.resource_version.clone();
+                engine.deliver(Msg::Selected(at.source, member));
+                version
+            }
+            Ok(Some(SelectionEvent::Deleted {
+                object,
+                resource_version,
+            })) => {
+                engine.deliver(Msg::Unselected(at.source, object));
+                resource_version
+            }
+            Ok(Some(SelectionEvent::Bookmark { resource_version })) => resource_version,
+            Ok(Some(SelectionEvent::Expired(status))) => return gone(sel, r, None, Some(&status)),
+            Ok(Some(SelectionEvent::Error(status))) => {
+                return failed(sel, "watch", &kube::Error::Event(status), r);
+            }
+            Ok(None) => return ended(sel, at.progress, r, events, started.elapsed()),
+            Err(e) => return broken(sel, at.progress, e, r, silence_first),
+        };
+        METRICS.progress(at.progress);
+        events += 1;
+        match r.on(Heard::Event(&version)) {
+            Step::Read => {}
+            other => return other,
+        }
+    }
+}
