@@ -775,6 +775,81 @@ mod tests {
     }
 
     #[test]
+    fn selections_are_each_selector_in_each_namespace() {
+        let sels = |args: &[&str]| -> Result<Vec<String>, String> {
+            run(args, &[("NS", "home")])
+                .map(|c| c.selections.iter().map(|s| s.to_string()).collect())
+        };
+        assert_eq!(
+            sels(&["-configmap-selector", " app = gw ,tier in (a, b)"]).unwrap(),
+            ["configmaps in home with app=gw,tier in (a,b)"],
+            "the namespace by default; the selector normalised"
+        );
+        assert_eq!(
+            sels(&[
+                "-configmap-selector=app=gw",
+                "--secret-selector",
+                "!legacy",
+                "-selector-namespaces",
+                "a, b",
+            ])
+            .unwrap(),
+            [
+                "configmaps in a with app=gw",
+                "configmaps in b with app=gw",
+                "secrets in a with !legacy",
+                "secrets in b with !legacy",
+            ]
+        );
+        assert_eq!(
+            sels(&[
+                "-configmap-selector",
+                "app",
+                "-selector-namespaces",
+                "*",
+                "-configmap",
+                "x"
+            ])
+            .unwrap(),
+            ["configmaps in * with app"],
+            "every namespace: one source; named objects beside it"
+        );
+        for (args, want) in [
+            (
+                &["-configmap-selector", "app in (a"][..],
+                "invalid value \"app in (a\" for -configmap-selector: ",
+            ),
+            (&["-secret-selector", "a=-b"], "for -secret-selector: "),
+            (&["-configmap-selector", " "], "empty"),
+            (
+                &["-configmap-selector", "a", "-configmap-selector", "a"],
+                "is given twice",
+            ),
+            (
+                &["-configmap-selector", "a", "-selector-namespaces", "a,*"],
+                "stands alone",
+            ),
+            (
+                &["-configmap-selector", "a", "-selector-namespaces", "a,a"],
+                "\"a\" is given twice",
+            ),
+            (
+                &["-configmap-selector", "a", "-selector-namespaces", "a,,b"],
+                "namespace \"\"",
+            ),
+            (
+                &["-configmap", "x", "-selector-namespaces", "a"],
+                "needs a -configmap-selector",
+            ),
+        ] {
+            let e = sels(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        let no_ns = run(&["-configmap-selector", "a"], &[]).unwrap_err();
+        assert!(no_ns.contains("selectors need a namespace"), "{no_ns}");
+    }
+
+    #[test]
     fn file_modes() {
         for (v, want) in [
             ("0644", Ok(0o644)),

@@ -503,6 +503,31 @@ mod tests {
     }
 
     #[test]
+    fn selections_have_their_own_progress_and_counts() {
+        let m = Metrics::new();
+        let sel = "configmaps in a with app in (x,y)".to_string();
+        m.init(&["configmap a/b".into()], &[sel], Duration::from_millis(200));
+        m.selected(0, 3);
+        m.collision();
+        m.progress(0);
+        let text = m.render();
+        for line in [
+            "envoy_xds_loader_selected_objects{selection=\"configmaps in a with app in (x,y)\"} 3\n",
+            "envoy_xds_loader_collisions_total 1\n",
+            "envoy_xds_loader_seconds_since_progress{followed=\"configmap a/b\"} 0.",
+            "envoy_xds_loader_seconds_since_progress{followed=\"configmaps in a with app in (x,y)\"} 0.",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        // the selection stalls alone: /healthz names it
+        std::thread::sleep(Duration::from_millis(300));
+        m.progress(0);
+        let e = m.health_at(Instant::now()).unwrap_err();
+        assert!(e.starts_with("configmaps in a with app in (x,y): no progress"), "{e}");
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
     fn health_notices_a_stalled_object() {
         let m = Metrics::new();
         m.init(&["configmap a/b".into()], &[], Duration::from_secs(30));

@@ -677,3 +677,250 @@ fn a_label_selection_pages_and_watches_as_the_server_serves_it() {
     assert_eq!(heard, ["deleted r0", "upsert unlabelled"]);
     eprintln!("  selection in {ns1}: 5 of 6 in 3 pages at version {}; cluster-wide 6; unlabel -> DELETED, label -> ADDED", version.unwrap());
 }
+
+/// A label for one test run: selections in this tier never see another run's objects.
+fn run_label(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+/// Creates or replaces `plural` `ns/name` labelled `gateway=LABEL` (or unlabelled when
+/// `label` is empty) with text `data` (base64 for a Secret).
+fn labelled(k: &Kube, ns: &str, plural: &str, name: &str, label: &str, data: &[(&str, &str)]) {
+    let labels = if label.is_empty() {
+        json!({})
+    } else {
+        json!({ "gateway": label })
+    };
+    let secret = plural == "secrets";
+    let data: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .map(|(key, v)| {
+            let v = if secret {
+                base64(v.as_bytes())
+            } else {
+                v.to_string()
+            };
+            (key.to_string(), json!(v))
+        })
+        .collect();
+    let kind = if secret { "Secret" } else { "ConfigMap" };
+    k.put(
+        ns,
+        plural,
+        name,
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"labels": labels}, "data": data}),
+    );
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A ServiceAccount in `home` that may list and watch ConfigMaps and Secrets in each of
+/// `namespaces` (a Role and a RoleBinding in each, as tests/k8s/rbac-selector.yaml grants):
+/// no `get`, no `resourceNames`, nothing cluster-wide.
+fn selecting_account(k: &Kube, home: &str, sa: &str, namespaces: &[&str]) {
+    k.put(
+        home,
+        "serviceaccounts",
+        sa,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {}}),
+    );
+    for ns in namespaces {
+        let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": sa, "namespace": ns},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"],
+                       "verbs": ["list", "watch"]}]});
+        k.ok("POST", &format!("{rbac}/roles"), Some(&role));
+        let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": sa, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": home}]});
+        k.ok("POST", &format!("{rbac}/rolebindings"), Some(&binding));
+    }
+}
+
+/// Selections in two namespaces with list+watch Roles only: members by label, labelling,
+/// unlabelling, deleting, a collision that refuses the newcomer alone (and clears when the
+/// incumbent lets the key go), and Secrets by selector.
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn selections_follow_labels_in_two_namespaces_with_list_and_watch_roles() {
+    let k = server("select");
+    let (a, b) = (namespace(&k, "select-a"), namespace(&k, "select-b"));
+    let gw = run_label("select");
+    labelled(&k, &a, "configmaps", "one", &gw, &[("one.yaml", "1")]);
+    labelled(&k, &a, "configmaps", "plain", "", &[("plain.yaml", "p")]);
+    labelled(&k, &b, "configmaps", "two", &gw, &[("two.yaml", "2")]);
+    labelled(&k, &b, "secrets", "tls", &gw, &[("cert.pem", "PEM\n")]);
+    selecting_account(&k, &a, "selector", &[&a, &b]);
+    k.put(
+        &a,
+        "secrets",
+        "bind",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {}}),
+    );
+    let tmp = TempDir::new("real-select");
+    let token_file = tmp.join("token");
+    rotate(&token_file, &k.token_request(&a, "selector", "bind"));
+    let out = tmp.join("out");
+    let sel = format!("gateway={gw}");
+    let args = args(&k, &a, &out)
+        .set("-token-file", &token_file.display().to_string())
+        .value("-configmap-selector", &sel)
+        .value("-secret-selector", &sel)
+        .value("-selector-namespaces", &format!("{a},{b}"))
+        .watch("30s");
+    let l = Loader::start(&tmp, &args);
+    let mut want = vec![("one.yaml", "1"), ("two.yaml", "2"), ("cert.pem", "PEM\n")];
+    converged(&l, &out, &want, "two namespaces, ConfigMaps and a Secret");
+    labelled(&k, &a, "configmaps", "plain", &gw, &[("plain.yaml", "p")]);
+    want.push(("plain.yaml", "p"));
+    converged(&l, &out, &want, &format!("configmap {a}/plain labelled"));
+    labelled(&k, &b, "configmaps", "two", "", &[("two.yaml", "2")]);
+    want.retain(|(key, _)| *key != "two.yaml");
+    converged(&l, &out, &want, &format!("configmap {b}/two unlabelled"));
+    k.delete(&a, "configmaps", "plain");
+    want.retain(|(key, _)| *key != "plain.yaml");
+    converged(&l, &out, &want, &format!("configmap {a}/plain deleted"));
+    // A newcomer with a key that configmap a/one holds: refused alone.
+    labelled(
+        &k,
+        &b,
+        "configmaps",
+        "late",
+        &gw,
+        &[("one.yaml", "late"), ("l.yaml", "l")],
+    );
+    let held = format!("held_by=\"configmap {a}/one\"");
+    assert!(l.wait_log(&held, T), "{}", l.log());
+    labelled(&k, &b, "secrets", "tls", &gw, &[("cert.pem", "PEM2\n")]);
+    let want2 = [("one.yaml", "1"), ("cert.pem", "PEM2\n")];
+    converged(
+        &l,
+        &out,
+        &want2,
+        &format!("secret {b}/tls beside the refused {b}/late"),
+    );
+    // The incumbent drops the key: the newcomer gets in whole.
+    labelled(&k, &a, "configmaps", "one", &gw, &[("o.yaml", "1")]);
+    let want3 = [
+        ("o.yaml", "1"),
+        ("cert.pem", "PEM2\n"),
+        ("one.yaml", "late"),
+        ("l.yaml", "l"),
+    ];
+    converged(
+        &l,
+        &out,
+        &want3,
+        &format!("configmap {b}/late after {a}/one let the key go"),
+    );
+    let log = l.log();
+    assert!(
+        !log.contains("code=403"),
+        "every request was one the Roles allow: {log}"
+    );
+}
+
+/// A cluster-wide selection (`*`) of 1,200 ConfigMaps in two namespaces: a one-shot reads
+/// them in pages of 500; a watch that is restarted after a member is deleted removes its
+/// keys; a relist after "too old" (compaction and a restarted server) writes nothing.
+#[test]
+#[ignore = "needs a real kube-apiserver: scripts/test-real-apiserver.sh runs it"]
+fn a_cluster_wide_selection_of_1200_pages_restarts_and_relists_quietly() {
+    let k = server("select-all");
+    let (a, b) = (namespace(&k, "select-all-a"), namespace(&k, "select-all-b"));
+    let gw = run_label("select-all");
+    let created = Instant::now();
+    for i in 0..1200 {
+        let ns = if i % 2 == 0 { &a } else { &b };
+        let key = format!("r{i:04}.yaml");
+        labelled(
+            &k,
+            ns,
+            "configmaps",
+            &format!("r{i:04}"),
+            &gw,
+            &[(&key, "x")],
+        );
+    }
+    eprintln!(
+        "  1,200 ConfigMaps created in {} ms",
+        created.elapsed().as_millis()
+    );
+    let tmp = TempDir::new("real-select-all");
+    let out = tmp.join("out");
+    let sel = format!("gateway={gw}");
+    let base = args(&k, &a, &out)
+        .value("-configmap-selector", &sel)
+        .value("-selector-namespaces", "*");
+    let started = Instant::now();
+    let mut one = Loader::start(&tmp, &base.clone().onetime());
+    assert_eq!(one.wait(T).and_then(|s| s.code()), Some(0), "{}", one.log());
+    assert_eq!(read_text(&out).len(), 1200);
+    eprintln!(
+        "  -onetime: 1,200 selected ConfigMaps written in {} ms",
+        started.elapsed().as_millis()
+    );
+    // A watch from what is on disk; stopped; a member deleted meanwhile.
+    let mut l = Loader::start(&tmp, &base.clone().watch("30s"));
+    assert!(l.wait_log("ready", T), "{}", l.log());
+    l.signal("TERM");
+    assert!(l.wait(T).is_some());
+    k.delete(&b, "configmaps", "r0001");
+    let l = Loader::start(&tmp, &base.watch("30s"));
+    assert!(
+        wait_until(T, || read_text(&out).len() == 1199),
+        "{}",
+        l.log()
+    );
+    assert!(!read_text(&out).contains_key("r0001.yaml"));
+    let writes = written(&l, 1);
+    // "Too old": history compacted and the server restarted; the relist finds the same.
+    labelled(&k, &a, "configmaps", "unrelated", "", &[("u", "1")]);
+    k.script("compact");
+    k.script("restart-apiserver");
+    assert!(
+        l.wait_log(
+            "too old resource version; relisting",
+            Duration::from_secs(60)
+        ),
+        "{}",
+        l.log()
+    );
+    labelled(
+        &k,
+        &a,
+        "configmaps",
+        "r0000",
+        &gw,
+        &[("r0000.yaml", "after")],
+    );
+    assert!(
+        wait_until(T, || read_text(&out).get("r0000.yaml").map(String::as_str)
+            == Some("after")),
+        "{}",
+        l.log()
+    );
+    assert_eq!(
+        written(&l, writes + 1),
+        writes + 1,
+        "the relist wrote nothing: {}",
+        l.log()
+    );
+    eprintln!("  restart removed the deleted member; relist after compaction wrote nothing");
+}
