@@ -1,6 +1,7 @@
 //! Keeping the output directory in step with the API server.
 //!
-//! - `-onetime`: list every object once, write one snapshot, exit 0; any failure exits 1.
+//! - `-onetime`: list every object and selection once, write one snapshot, exit 0; a failed
+//!   list or a refused named object exits 1 (a refused selection member is left out).
 //! - poll (neither flag): list every object each `-sync-interval`, write when different.
 //! - `-watch`: one reflector thread per object (its rules in [`reflector`]: list, then
 //!   watch from the last version seen, re-watch on a normal end or after 90 s of silence,
@@ -8,12 +9,14 @@
 //!   merges every object's last good files and writes a snapshot on the reflector's own
 //!   thread: no hand-off to another thread to wake. Bursts are coalesced: a delivery that
 //!   finds another one waiting leaves the write to it. The thread that started the watch
-//!   retries failed writes on their backoff.
+//!   retries failed writes on their backoff. Each label selection has a reflector thread
+//!   of its own ([`selection`]): its complete lists and its watch events go to the same
+//!   engine, as members that come and go.
 //!
 //! Invariants: only the engine touches the disk, one write at a time under its lock, and
 //! holds [`write_lock`] while it does; content that is refused (bad key, collision, an
-//! emptied Listener/Cluster file) never replaces the last good files; a deleted object
-//! keeps its last files.
+//! emptied Listener/Cluster file) never replaces the last good files; a deleted named
+//! object keeps its last files, a member that leaves its selection takes its keys along.
 
 use crate::backoff::{Backoff, Rng};
 use crate::config::{Config, Mode};
