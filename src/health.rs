@@ -506,7 +506,11 @@ mod tests {
     fn selections_have_their_own_progress_and_counts() {
         let m = Metrics::new();
         let sel = "configmaps in a with app in (x,y)".to_string();
-        m.init(&["configmap a/b".into()], &[sel], Duration::from_millis(200));
+        m.init(
+            &["configmap a/b".into()],
+            &[sel],
+            Duration::from_millis(200),
+        );
         m.selected(0, 3);
         m.collision();
         m.progress(0);
@@ -523,7 +527,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         m.progress(0);
         let e = m.health_at(Instant::now()).unwrap_err();
-        assert!(e.starts_with("configmaps in a with app in (x,y): no progress"), "{e}");
+        assert!(
+            e.starts_with("configmaps in a with app in (x,y): no progress"),
+            "{e}"
+        );
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 

@@ -85,7 +85,9 @@ fn membership_follows_labels_and_deletions() {
     // deleted: it leaves with its keys, unlike a named object
     emu.delete("a", "plain");
     converges(&l, &out, &[("one.yaml", "1b")]);
-    // a label change that keeps it selected changes no file
+    // a label change that keeps it selected changes no file (counted once the last write
+    // has logged its line: the files are visible a moment before)
+    assert!(l.wait_log("removed=plain.yaml", T), "{}", l.log());
     let before = writes(&l);
     cm(
         &emu,
@@ -335,7 +337,8 @@ fn a_relist_that_finds_the_same_writes_nothing() {
     converges(&l, &out, &[("one.yaml", "1"), ("two.yaml", "2")]);
     assert!(l.wait_log("snapshot written", T));
     let version = data_target(&out);
-    // "too old": the watch ends with ERROR 410 and the loader lists again
+    // "too old": the open watch ends with ERROR 410 and the loader lists again
+    assert!(emu.wait_for(|e| e.open_watches() > 0, T), "a watch is open");
     emu.compact();
     emu.expire_watches();
     assert!(l.wait_log("relisting", T), "{}", l.log());
