@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Tests the Kubernetes manifests: tests/k8s/{rbac,configmaps,deployment,
-# deployment-native-sidecar}.yaml and the README section "## Kubernetes" that links them.
+# Tests the Kubernetes manifests: tests/k8s/{rbac,rbac-selector,rbac-selector-cluster,
+# configmaps,deployment,deployment-native-sidecar}.yaml and the README section
+# "## Kubernetes" that links them.
 # The checks are tests/k8s/check.py's (its docstring says each one in full):
 #
-#  1. The README section links each of the four files (a link target that exists) and
+#  1. The README section links each of the six files (a link target that exists) and
 #     pastes none of them (no ```yaml block), so no copy in the README can drift.
 #  2. Every object validates against the Kubernetes OpenAPI schemas of 1.29 up to the newest
 #     the validator carries, in strict mode, offline, with the PyPI package
 #     kubernetes-validate (installed here into target/k8s-validate, a venv).
 #  3. What the schemas cannot see (names, quantities, namespaces, selectors, volumes,
-#     probes, security contexts, RBAC against the ConfigMaps the loader is given).
+#     probes, security contexts, RBAC against the ConfigMaps the loader is given; the
+#     selection RBAC: verbs exactly list and watch, no resourceNames, core configmaps and
+#     secrets only, each binding on its own role and rbac.yaml's ServiceAccount, whose
+#     namespace is the one written: the placeholder loader-namespace).
 #  4. Every loader command line passes the real loader's flag parser (built here) and
 #     behaves: -onetime fails fast on a refused API connection, -watch answers its probes
 #     and ends with 0 on SIGTERM.

@@ -4,8 +4,13 @@
 # free loopback ports, runs tests/real_apiserver.rs against it (one test thread: some tests
 # restart the server or compact etcd), checks the Kubernetes manifests of tests/k8s with
 # `kubectl apply --dry-run=server` (kubectl 1.20 from Debian's kubernetes-client package,
-# unpacked into the same cache), and stops what it started. Prints one line:
-#   real kube-apiserver v1.20.2: N passed, 0 failed
+# unpacked into the same cache), and stops what it started. The manifests go into namespace
+# default, as the loader's; rbac-selector.yaml also into a second namespace, created for it
+# (the binding's namespace must exist, even for a dry run), as `kubectl apply -n TEAM_NS`
+# puts it into each namespace of -selector-namespaces; it counts as accepted only when both
+# are. The subjects' placeholder namespace loader-namespace is not created: the server does
+# not resolve a binding's subjects, so the files are judged exactly as written. Prints:
+#   real kube-apiserver v1.20.2: N passed, 0 failed; manifests: 5 accepted, 0 refused, 1 not judged (T s)
 # and fails when any test or manifest fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,12 +39,24 @@ failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$result")
 # The manifests, judged by the server (what 1.20 cannot judge is said, not counted).
 kubectl=$(scripts/kube-apiserver.sh kubectl)
 kc=("$kubectl" --server "$KUBE_URL" --certificate-authority "$KUBE_CA"
-  --token "$(cat "$KUBE_TOKEN_FILE")" -n default)
+  --token "$(cat "$KUBE_TOKEN_FILE")")
+team_ns=selector-team
+"${kc[@]}" create namespace "$team_ns" >/dev/null || say "FAIL: cannot create namespace $team_ns"
 manifests_ok=0 manifests_failed=0
-for f in rbac configmaps deployment; do
-  if out=$("${kc[@]}" apply --dry-run=server -f "tests/k8s/$f.yaml" 2>&1); then
+for f in rbac rbac-selector rbac-selector-cluster configmaps deployment; do
+  namespaces=(default)
+  if [ "$f" = rbac-selector ]; then namespaces+=("$team_ns"); fi
+  out="" ok=1
+  for ns in "${namespaces[@]}"; do
+    if o=$("${kc[@]}" -n "$ns" apply --dry-run=server -f "tests/k8s/$f.yaml" 2>&1); then
+      out+="[$ns] $(tr '\n' ';' <<<"$o")"
+    else
+      ok=0 out+="[$ns] $o"
+    fi
+  done
+  if [ "$ok" = 1 ]; then
     manifests_ok=$((manifests_ok + 1))
-    say "tests/k8s/$f.yaml: accepted by the server (dry run): $(tr '\n' ';' <<<"$out")"
+    say "tests/k8s/$f.yaml: accepted by the server (dry run): $out"
   else
     manifests_failed=$((manifests_failed + 1))
     say "FAIL: tests/k8s/$f.yaml: $out"

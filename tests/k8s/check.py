@@ -4,19 +4,29 @@
 Usage: check.py README K8S_DIR LOADER ENVOY (scripts/test-manifests.sh runs it in a venv
 that has kubernetes-validate and PyYAML, with the loader it built and a real Envoy).
 
- 1. The README's "## Kubernetes" section links each of the four files of K8S_DIR (rbac,
-    configmaps, deployment, deployment-native-sidecar .yaml) with a Markdown link whose
-    target, relative to the README, is that file; every relative link target in it
-    exists; and it pastes no manifest (no ```yaml block, no fenced block holding an
-    object), so no pasted copy can drift from the files.
+ 1. The README's "## Kubernetes" section links each of the six files of K8S_DIR (rbac,
+    rbac-selector, rbac-selector-cluster, configmaps, deployment,
+    deployment-native-sidecar .yaml) with a Markdown link whose target, relative to the
+    README, is that file; every relative link target in it exists; and it pastes no
+    manifest (no ```yaml block, no fenced block holding an object), so no pasted copy can
+    drift from the files.
  2. Every object validates against the Kubernetes OpenAPI schemas of 1.29 up to the newest
     the validator carries, in strict mode (unknown fields rejected), offline.
  3. What the schemas cannot see, checked as the API server and the kubelet would: names,
-    quantities, no namespace anywhere, selector vs. template labels, volumes and mounts,
-    probes (startup probes only where allowed; every -watch loader has a readiness probe
-    on /readyz and a liveness probe on /healthz, over HTTP, on the port it listens on for
-    the pod's address), the restricted security context, the RBAC objects against the
-    ConfigMap names the loader is given.
+    quantities, no namespace anywhere (one exception: the ServiceAccount subject of each
+    selection binding names the placeholder namespace "loader-namespace", nothing else),
+    selector vs. template labels, volumes and mounts, probes (startup probes only
+    where allowed; every -watch loader has a readiness probe on /readyz and a liveness
+    probe on /healthz, over HTTP, on the port it listens on for the pod's address), the
+    restricted security context, the RBAC objects against the ConfigMap names the loader
+    is given. The selection RBAC: rbac-selector.yaml holds exactly one Role and one
+    RoleBinding, rbac-selector-cluster.yaml one ClusterRole and one ClusterRoleBinding;
+    every rule is on the core group, on configmaps and/or secrets (configmaps in some
+    rule), with the verbs exactly list and watch and no resourceNames (a selection is
+    listed and watched as a collection, never read by name); the binding refers to its
+    own file's role and has the one subject ServiceAccount envoy-xds-loader (rbac.yaml's)
+    in the placeholder namespace; neither object takes the kind and name of one of
+    rbac.yaml's (applied in the loader's namespace, it would replace it).
  4. Every loader command line, exactly as written, passes the real loader's flag parser,
     and behaves (run with the output dir and -listen moved to a temporary place): -onetime
     fails fast on a refused API connection; -watch keeps running, its probe endpoints
@@ -45,7 +55,14 @@ import kubernetes_validate
 import kubernetes_validate.utils as kvu
 import yaml
 
-FILES = ["rbac.yaml", "configmaps.yaml", "deployment.yaml", "deployment-native-sidecar.yaml"]
+FILES = ["rbac.yaml", "rbac-selector.yaml", "rbac-selector-cluster.yaml", "configmaps.yaml",
+         "deployment.yaml", "deployment-native-sidecar.yaml"]
+# The label-selection RBAC: file -> (role kind, binding kind).
+SELECTOR_RBAC = {"rbac-selector.yaml": ("Role", "RoleBinding"),
+                 "rbac-selector-cluster.yaml": ("ClusterRole", "ClusterRoleBinding")}
+# The one namespace written in the manifests: the namespace of the loader's ServiceAccount
+# as the selection bindings name it, to be replaced by the loader's namespace on apply.
+LOADER_NS_PLACEHOLDER = "loader-namespace"
 # The manifests with an Envoy container: each must load into a real Envoy (part 5).
 ENVOY_MANIFESTS = ["deployment.yaml", "deployment-native-sidecar.yaml"]
 MIN_VERSION = (1, 29)
@@ -158,21 +175,28 @@ def check_names(docs):
             if len(d["metadata"]["name"]) > 253 or not SUBDOMAIN.match(d["metadata"]["name"]):
                 error(f"{name}: bad name")
             for path, k, v in walk(d):
-                if k == "namespace" and not path.endswith(".fieldRef.fieldPath"):
+                if k == "namespace" and not path.endswith(".fieldRef.fieldPath") \
+                        and not placeholder_namespace(f, d, path, v):
                     error(f"{name}: {path}: no namespace may be written (kubectl apply -n decides)")
                 if k in ("cpu", "memory") and ".resources." in path and not (isinstance(v, str) and QUANTITY.match(v)):
                     error(f"{name}: {path}: bad quantity {v!r}")
 
 
-def check_rbac(objects):
+def placeholder_namespace(f, d, path, v):
+    """The one namespace allowed: a selection binding's subject, naming the placeholder."""
+    return (f in SELECTOR_RBAC and d["kind"] == SELECTOR_RBAC[f][1]
+            and re.fullmatch(r"\.subjects\[\d+\]\.namespace", path) is not None
+            and v == LOADER_NS_PLACEHOLDER)
+
+
+def check_rbac(docs):
     """Returns the ConfigMap names the Role allows and the ServiceAccount's name."""
-    sa = [d for (k, _), (_, d) in objects.items() if k == "ServiceAccount"]
-    roles = [d for (k, _), (_, d) in objects.items() if k == "Role"]
-    bindings = [d for (k, _), (_, d) in objects.items() if k == "RoleBinding"]
-    if len(sa) != 1 or len(roles) != 1 or len(bindings) != 1:
-        error("rbac.yaml: want one ServiceAccount, one Role, one RoleBinding")
+    kinds = sorted(d["kind"] for d in docs["rbac.yaml"])
+    if kinds != ["Role", "RoleBinding", "ServiceAccount"]:
+        error(f"rbac.yaml: want one ServiceAccount, one Role, one RoleBinding; got {kinds}")
         return set(), None
-    sa, role, rb = sa[0], roles[0], bindings[0]
+    sa, role, rb = (next(d for d in docs["rbac.yaml"] if d["kind"] == k)
+                    for k in ("ServiceAccount", "Role", "RoleBinding"))
     if rb["roleRef"] != {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}:
         error(f"rbac.yaml: the RoleBinding's roleRef {rb['roleRef']} is not the Role")
     if rb["subjects"] != [{"kind": "ServiceAccount", "name": sa["metadata"]["name"]}]:
@@ -186,6 +210,51 @@ def check_rbac(objects):
             error("rbac.yaml: the rule has no resourceNames")
     allowed = {n for rule in role["rules"] for n in rule.get("resourceNames", [])}
     return allowed, sa["metadata"]["name"]
+
+
+def check_selector_rbac(docs, sa_name):
+    """The label-selection RBAC of each file of SELECTOR_RBAC against rbac.yaml's account."""
+    for f, (role_kind, binding_kind) in SELECTOR_RBAC.items():
+        kinds = sorted(d["kind"] for d in docs[f])
+        if kinds != sorted([role_kind, binding_kind]):
+            error(f"{f}: want one {role_kind} and one {binding_kind}; got {kinds}")
+            continue
+        role = next(d for d in docs[f] if d["kind"] == role_kind)
+        binding = next(d for d in docs[f] if d["kind"] == binding_kind)
+        name = f"{f}: {role_kind}/{role['metadata']['name']}"
+        if "aggregationRule" in role:
+            error(f"{name}: an aggregationRule would let other roles add rules")
+        rules = role.get("rules") or []
+        if not rules:
+            error(f"{name}: no rules")
+        for rule in rules:
+            resources = rule.get("resources") or []
+            if rule.get("apiGroups") != [""]:
+                error(f"{name}: apiGroups {rule.get('apiGroups')}, want the core group alone ['']")
+            if not resources or len(set(resources)) != len(resources) \
+                    or not set(resources) <= {"configmaps", "secrets"}:
+                error(f"{name}: resources {resources}, want configmaps and/or secrets, each once")
+            verbs = rule.get("verbs") or []
+            if sorted(verbs) != ["list", "watch"]:
+                error(f"{name}: verbs {verbs}, want exactly list, watch (a selection is listed and watched, never read by name)")
+            if "resourceNames" in rule:
+                error(f"{name}: resourceNames {rule['resourceNames']}: they cannot authorize the list and watch of a label selection")
+            if "nonResourceURLs" in rule:
+                error(f"{name}: nonResourceURLs {rule['nonResourceURLs']}: the loader asks none")
+        if not any("configmaps" in (r.get("resources") or []) for r in rules):
+            error(f"{name}: no rule on configmaps")
+        bname = f"{f}: {binding_kind}/{binding['metadata']['name']}"
+        # Applied in the loader's namespace too: the same kind and name as rbac.yaml's
+        # objects would replace them.
+        for d in (role, binding):
+            if any(o["kind"] == d["kind"] and o["metadata"]["name"] == d["metadata"]["name"] for o in docs["rbac.yaml"]):
+                error(f"{f}: {d['kind']}/{d['metadata']['name']} has the name of rbac.yaml's, which it would replace")
+        want_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role["metadata"]["name"]}
+        if binding.get("roleRef") != want_ref:
+            error(f"{bname}: roleRef {binding.get('roleRef')}, want {want_ref}")
+        want_subjects = [{"kind": "ServiceAccount", "name": sa_name, "namespace": LOADER_NS_PLACEHOLDER}]
+        if binding.get("subjects") != want_subjects:
+            error(f"{bname}: subjects {binding.get('subjects')}, want {want_subjects} (rbac.yaml's ServiceAccount, in the placeholder namespace)")
 
 
 def loader_args(c):
@@ -397,7 +466,8 @@ def check_deployment(f, d, sa_name, allowed, configmaps, loader_runs, envoy_runs
 def check_semantics(docs, objects):
     """Part 3; returns the loader and Envoy containers that parts 4 and 5 run."""
     check_names(docs)
-    allowed, sa_name = check_rbac(objects)
+    allowed, sa_name = check_rbac(docs)
+    check_selector_rbac(docs, sa_name)
     configmaps = {n for (k, n) in objects if k == "ConfigMap"}
     deployments = {f: d for f in FILES for d in docs[f] if d["kind"] == "Deployment"}
     if sorted(deployments) != ["deployment-native-sidecar.yaml", "deployment.yaml"]:
@@ -405,7 +475,7 @@ def check_semantics(docs, objects):
     loader_runs, envoy_runs = [], []
     for f, d in deployments.items():
         check_deployment(f, d, sa_name, allowed, configmaps, loader_runs, envoy_runs)
-    info(f"semantics: names, quantities, RBAC, selectors, volumes, probes, security contexts of {sum(len(x) for x in docs.values())} objects")
+    info(f"semantics: names, quantities, RBAC (named and selection), selectors, volumes, probes, security contexts of {sum(len(x) for x in docs.values())} objects")
     return loader_runs, envoy_runs
 
 
