@@ -72,22 +72,40 @@ const EDS_GREEN: &str = include_str!("envoy/eds-green.yaml");
 
 #[test]
 fn weight_flips_plain_path() {
-    flips(Style::Plain);
+    flips(Style::Plain, 0);
 }
 
 #[test]
 fn weight_flips_watched_directory() {
-    flips(Style::Watched);
+    flips(Style::Watched, 0);
 }
 
-/// Scenario 1: twenty flips under a steady client; zero failures, each within 1 s.
-fn flips(style: Style) {
+/// Scenario 1 beside 64 more files: the snapshot is large enough for the writer's
+/// one-file path (the changed file replaced inside the current version, `..data` named
+/// again, the key's link renamed), which Envoy must follow in both styles just the same.
+#[test]
+fn weight_flips_among_many_files_plain_path() {
+    flips(Style::Plain, PADDING);
+}
+
+#[test]
+fn weight_flips_among_many_files_watched_directory() {
+    flips(Style::Watched, PADDING);
+}
+
+/// Files beside Envoy's in the many-files variant of scenario 1.
+const PADDING: usize = 64;
+
+/// Scenario 1: twenty flips under a steady client; zero failures, each within 1 s. With
+/// `padding` more files in the ConfigMap that no Envoy config names.
+fn flips(style: Style, padding: usize) {
     let Some(bin) = envoy_bin("weight flips") else {
         return;
     };
-    let (mut rig, traffic) = Rig::with_traffic(&bin, style, "flips", 20);
+    let (mut rig, traffic) = Rig::with_traffic_padded(&bin, style, "flips", 20, padding);
     let before = rig.envoy.stats();
     let writes = rig.writes();
+    let version = data_target(&rig.out);
 
     let mut latencies = Vec::with_capacity(FLIPS);
     for i in 1..=FLIPS {
@@ -151,6 +169,14 @@ fn flips(style: Style) {
     );
     let written = rig.written_since(writes);
     assert_eq!(written.len(), FLIPS, "{}", rig.loader.log());
+    // Padded, every flip took the one-file path (the same version, rds.yaml replaced in
+    // it); otherwise each was a new version.
+    assert_eq!(
+        data_target(&rig.out) == version,
+        padding > 0,
+        "{}",
+        rig.loader.log()
+    );
     assert!(
         written.iter().all(|l| l.contains(" changed=rds.yaml ")
             && l.contains(" added=\"\" ")
@@ -160,10 +186,17 @@ fn flips(style: Style) {
     );
 
     let (median, worst) = median_worst(&latencies);
+    let (key, beside) = match padding {
+        0 => (format!("1 flips {}", style.key()), String::new()),
+        n => (
+            format!("1b flips {}", style.key()),
+            format!(" beside {n} more files"),
+        ),
+    };
     report(
-        &format!("1 flips {}", style.key()),
+        &key,
         format!(
-            "scenario 1, weight flips ({}): {FLIPS} flips, requests sent {}, failed {} (blue {}, green {}); ConfigMap update to Envoy serving the change: median {median:.1} ms, worst {worst:.1} ms",
+            "scenario 1, weight flips ({}){beside}: {FLIPS} flips, requests sent {}, failed {} (blue {}, green {}); ConfigMap update to Envoy serving the change: median {median:.1} ms, worst {worst:.1} ms",
             style.name(),
             c.sent,
             c.failed,
@@ -663,6 +696,8 @@ struct Xds {
     style: Style,
     dir: PathBuf,
     ports: BTreeMap<&'static str, u16>,
+    /// Files beside Envoy's that no config names (`pad-000.txt`…).
+    padding: usize,
 }
 
 impl Xds {
@@ -694,6 +729,7 @@ impl Xds {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain((0..self.padding).map(|i| (format!("pad-{i:03}.txt"), format!("{i}\n"))))
         .collect()
     }
 
@@ -798,7 +834,8 @@ impl Rig {
     /// "1"); the loader once (`-onetime`, the init container), then as a watcher (the
     /// sidecar) with `loader_args`; then Envoy. Returns once Envoy serves blue. Call it
     /// from the test function's own thread: Envoy dies with the thread that started it.
-    fn start(bin: &Path, style: Style, tag: &str, loader_args: &[&str]) -> Rig {
+    /// `padding` more files go into the ConfigMap ([`Xds::padding`]).
+    fn start(bin: &Path, style: Style, tag: &str, loader_args: &[&str], padding: usize) -> Rig {
         let tmp = TempDir::new(&format!("e2e-{tag}"));
         let out = tmp.join("xds");
         let backends: Vec<Backend> = BACKENDS.iter().map(|b| Backend::start(b)).collect();
@@ -806,6 +843,7 @@ impl Rig {
             style,
             dir: out.clone(),
             ports: backends.iter().map(|b| (b.name, b.port)).collect(),
+            padding,
         };
         let emu = Emulator::start(Options::default());
         let token = write_token(&tmp, TOKEN);
@@ -855,7 +893,18 @@ impl Rig {
     /// [`Rig::start`] with a steady client through Envoy, returned once blue has answered
     /// it `answers` times.
     fn with_traffic(bin: &Path, style: Style, tag: &str, answers: u64) -> (Rig, Traffic) {
-        let rig = Rig::start(bin, style, tag, &[]);
+        Rig::with_traffic_padded(bin, style, tag, answers, 0)
+    }
+
+    /// [`Rig::with_traffic`] with `padding` more files in the ConfigMap.
+    fn with_traffic_padded(
+        bin: &Path,
+        style: Style,
+        tag: &str,
+        answers: u64,
+        padding: usize,
+    ) -> (Rig, Traffic) {
+        let rig = Rig::start(bin, style, tag, &[], padding);
         let traffic = Traffic::start(rig.envoy.port);
         assert!(
             traffic.wait_for(T, |c| c.per("blue") >= answers),

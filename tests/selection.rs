@@ -466,3 +466,54 @@ fn bad_selector_flags_exit_2_naming_the_flag_and_the_part() {
         assert!(err.contains(want), "{flags:?}: want {want:?} in {err}");
     }
 }
+
+#[test]
+fn an_update_among_a_hundred_members_replaces_one_file() {
+    let emu = emu();
+    for i in 0..100 {
+        cm(
+            &emu,
+            "a",
+            &format!("m{i:03}"),
+            GW,
+            &[(&format!("m{i:03}.yaml"), "1")],
+        );
+    }
+    let (tmp, token, out) = workdir("sel-one-file");
+    let l = Loader::start(&tmp, &selecting(&emu.url(), &token, &out, "app=gw", "a"));
+    assert!(
+        wait_until(T, || read_text(&out).len() == 100),
+        "{}",
+        l.log()
+    );
+    assert!(l.wait_log("snapshot written", T));
+    let version = data_target(&out);
+    // one key of one member: replaced inside the current version
+    cm(&emu, "a", "m042", GW, &[("m042.yaml", "2")]);
+    assert!(wait_until(T, || read_text(&out)
+        .get("m042.yaml")
+        .map(String::as_str)
+        == Some("2")));
+    assert!(wait_until(T, || writes(&l) == 2), "{}", l.log());
+    assert_eq!(
+        data_target(&out),
+        version,
+        "the same version, one file replaced"
+    );
+    assert_consistent(&out);
+    // two keys at once: a new version, switched as a whole
+    cm(
+        &emu,
+        "a",
+        "m042",
+        GW,
+        &[("m042.yaml", "3"), ("extra.yaml", "e")],
+    );
+    assert!(
+        wait_until(T, || read_text(&out).len() == 101),
+        "{}",
+        l.log()
+    );
+    assert_ne!(data_target(&out), version);
+    assert_consistent(&out);
+}

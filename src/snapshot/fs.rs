@@ -12,7 +12,7 @@
 use super::{
     err, is_version_name, is_version_ref, link_target, show_key, validate_key, version_name,
     Current, Error, Files, DATA, DATA_TMP, DIR_MODE, FILE_MODE, LINK_TMP, LOCK, MAX_BYTES,
-    MAX_FILES, RECORD,
+    MAX_FILES, RECORD, REPLACE_TMP,
 };
 use crate::backoff::Rng;
 use std::collections::BTreeSet;
@@ -138,6 +138,9 @@ pub(super) fn sweep(fx: &mut Faults, dir: &Path) -> Result<(Vec<String>, bool), 
             if !kind.is_symlink() {
                 continue;
             }
+            // A key's next link, left between the switch (or a file replaced in place) and
+            // its rename: some keys' renames may be missing.
+            after_switch |= bytes == LINK_TMP.as_bytes();
             fx.gate()
                 .and_then(|()| remove_file_if_present(&path))
                 .map_err(|e| err("remove", &path, e))?;
@@ -172,6 +175,16 @@ pub(super) fn sweep(fx: &mut Faults, dir: &Path) -> Result<(Vec<String>, bool), 
             continue;
         }
         removed.push(name.to_string_lossy().into_owned());
+    }
+    // A file the one-file path staged in the current version and never renamed.
+    if let Some(current) = &current {
+        let staged = dir.join(current).join(REPLACE_TMP);
+        if fs::symlink_metadata(&staged).is_ok_and(|m| m.is_file()) {
+            fx.gate()
+                .and_then(|()| remove_file_if_present(&staged))
+                .map_err(|e| err("remove", &staged, e))?;
+            removed.push(format!("{current}/{REPLACE_TMP}"));
+        }
     }
     removed.sort();
     Ok((removed, after_switch))
@@ -242,7 +255,7 @@ pub(super) fn our_links<'f>(dir: &Path, files: &'f Files) -> Result<BTreeSet<&'f
 }
 
 /// Whether `DIR/KEY` is this writer's link `-> ..data/KEY`. Missing or not a link: false.
-fn is_our_link(dir: &Path, key: &str) -> Result<bool, Error> {
+pub(super) fn is_our_link(dir: &Path, key: &str) -> Result<bool, Error> {
     let link = dir.join(key);
     match fs::read_link(&link) {
         Ok(target) => Ok(target.as_os_str().as_bytes() == link_target(key).as_bytes()),
@@ -457,6 +470,33 @@ fn make_symlink(fx: &mut Faults, target: &str, link: &Path) -> Result<(), Error>
     fx.gate()
         .and_then(|()| symlink(target, link))
         .map_err(|e| err("symlink", link, e))
+}
+
+/// The one-file path's `..link_tmp`: a stale one (a failed clean-up) is replaced.
+pub(super) fn make_link_tmp(fx: &mut Faults, target: &str, tmp: &Path) -> Result<(), Error> {
+    match make_symlink(fx, target, tmp) {
+        Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
+            fx.gate()
+                .and_then(|()| fs::remove_file(tmp))
+                .map_err(|e| err("remove", tmp, e))?;
+            make_symlink(fx, target, tmp)
+        }
+        other => other,
+    }
+}
+
+/// `rename(from, to)`: `to` switches at once.
+pub(super) fn rename_into(fx: &mut Faults, from: &Path, to: &Path) -> Result<(), Error> {
+    fx.gate()
+        .and_then(|()| fs::rename(from, to))
+        .map_err(|e| err("rename", to, e))
+}
+
+/// Removes the file `path` if present; false when that failed.
+pub(super) fn remove_file_gated(fx: &mut Faults, path: &Path) -> bool {
+    fx.gate()
+        .and_then(|()| remove_file_if_present(path))
+        .is_ok()
 }
 
 /// Step 5: `DIR/KEY -> ..data/KEY`, made directly when the name is free, else through

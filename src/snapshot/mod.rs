@@ -16,11 +16,18 @@
 //! subscription waits for), providers before consumers ([`xds::rename_order`]); an unchanged
 //! snapshot touches nothing; [`Writer::sweep`] clears what a killed predecessor left.
 //!
+//! A large snapshot ([`REPLACE_FROM_FILES`] files or more) whose update changes the bytes of
+//! one key and nothing else takes the one-file path instead of a new version: the new file
+//! is renamed over its old one inside the current version (one rename: atomic for the one
+//! file that changes), `..data` is named again (the same version) and the key's link
+//! renamed. So an update among 1,000 files costs a few syscalls, not one per file.
+//!
 //! A process killed at any instant leaves `..data` pointing at a complete version. The files
 //! are a cache of the API server, rebuilt after a node restart, so fsync is off by default
 //! ([`Writer::set_fsync`]).
 //!
-//! It never writes a file in place, never follows a key outside the directory (keys are
+//! It never writes into an existing file (every file is new, put in place by a rename or a
+//! hard link), never follows a key outside the directory (keys are
 //! single names, validated before anything is touched), never removes a name that is not
 //! its own (plain files, or links that do not point into `..data/`), and never reads more
 //! than [`MAX_FILES`] files or [`MAX_BYTES`] bytes of a snapshot.
@@ -56,6 +63,14 @@ pub const DATA: &str = "..data";
 pub const DATA_TMP: &str = "..data_tmp";
 /// The temporary name of a key link, renamed over `DIR/KEY` (one at a time).
 pub const LINK_TMP: &str = "..link_tmp";
+/// The temporary name of a file replaced inside the current version directory
+/// ([`Writer::write`]'s one-file path): a name no key can take.
+pub const REPLACE_TMP: &str = "..replace_tmp";
+/// Snapshots of at least this many files take the one-file path when an update changes the
+/// bytes of one key and nothing else: a new version costs a hard link per file (about
+/// 20 µs each on ext4 here, so 1.3 ms at 64 files and 20 ms at 1,000), the one-file path a
+/// few syscalls whatever the size.
+pub const REPLACE_FROM_FILES: usize = 64;
 /// A file inside each version directory for the caller's own record of the version (which
 /// object each key came from): a name no key can take, invisible to readers of `DIR/KEY`.
 pub const RECORD: &str = "..objects";
@@ -189,6 +204,8 @@ pub struct Writer {
     /// The random part of version directory names.
     rng: Rng,
     faults: Faults,
+    /// The smallest snapshot that takes the one-file path ([`REPLACE_FROM_FILES`]).
+    replace_from: usize,
 }
 
 /// A version on disk as the writer knows it.
@@ -227,6 +244,7 @@ impl Writer {
             file_mode: FILE_MODE,
             rng: Rng::from_entropy(),
             faults: Faults::default(),
+            replace_from: REPLACE_FROM_FILES,
         }
     }
 
@@ -384,6 +402,9 @@ impl Writer {
         }
         // 2. The current version and its files, and which keys' links are in place.
         self.load_current()?;
+        if let Some(key) = self.one_change(files, record) {
+            return self.replace_one(given, key);
+        }
         let linked = fs::our_links(&self.dir, files)?;
         // 3. The plan. Nothing to do: touch nothing.
         let Plan::Write(steps) = self.plan(linked, files, record) else {
@@ -423,6 +444,96 @@ impl Writer {
         match after.into_iter().find_map(Result::err) {
             Some(e) => Err(e),
             None => Ok(outcome),
+        }
+    }
+
+    /// The one-file path applies: a snapshot of at least `replace_from` files, the same keys,
+    /// mode and record as the current version, its links in place (no resync or sweep due),
+    /// and the bytes of exactly one key changed, whose link is ours. That key.
+    fn one_change(&self, files: &Files, record: Option<&[u8]>) -> Option<String> {
+        let c = self.last.as_ref()?;
+        let same_record = record.is_none_or(|r| c.record.as_deref() == Some(r));
+        if files.len() < self.replace_from
+            || c.files.len() != files.len()
+            || self.resync
+            || self.needs_sweep
+            || c.file_mode != Some(self.file_mode)
+            || !same_record
+        {
+            return None;
+        }
+        let mut changed = None;
+        for ((old_key, old), (key, new)) in c.files.iter().zip(files) {
+            if old_key != key {
+                return None;
+            }
+            if !crate::bytes::same_bytes(old, new) {
+                if changed.is_some() {
+                    return None;
+                }
+                changed = Some(key);
+            }
+        }
+        let key = changed?;
+        fs::is_our_link(&self.dir, key).ok()?.then(|| key.clone())
+    }
+
+    /// The one-file path: one key's new bytes replace its file inside the current version,
+    /// by one rename (atomic for the one file that changes: every reader sees the old or
+    /// the new snapshot whole); then `..data` is named again (the same version: watchers of
+    /// `..data` see their event) and the key's link renamed (its `IN_MOVED_TO`). `..link_tmp`
+    /// exists from before the file's rename to the link's, so that a start after a kill in
+    /// between renames every key ([`sweep`](Writer::sweep)).
+    fn replace_one(&mut self, given: Given<'_>, key: String) -> Result<Outcome, Error> {
+        let files = given.files();
+        let version = self
+            .last
+            .as_ref()
+            .map(|c| c.version.clone())
+            .unwrap_or_default();
+        let vdir = self.dir.join(&version);
+        let (tmp, link_tmp) = (vdir.join(REPLACE_TMP), self.dir.join(LINK_TMP));
+        let bytes: u64 = files.values().map(|b| b.len() as u64).sum();
+        let staged = fs::write_file(
+            &mut self.faults,
+            &tmp,
+            &files[&key],
+            self.fsync,
+            self.file_mode,
+        )
+        .and_then(|()| fs::make_link_tmp(&mut self.faults, &link_target(&key), &link_tmp))
+        .and_then(|()| fs::rename_into(&mut self.faults, &tmp, &vdir.join(&key)));
+        if let Err(e) = staged {
+            let clean = fs::remove_file_gated(&mut self.faults, &tmp)
+                & fs::remove_if_link(&mut self.faults, &link_tmp);
+            self.needs_sweep |= !clean;
+            return Err(e);
+        }
+        // The new snapshot is live.
+        let record = self.last.take().and_then(|c| c.record);
+        self.last = Some(Current {
+            version: version.clone(),
+            file_mode: Some(self.file_mode),
+            files: given.into_shared(),
+            record,
+        });
+        let synced = match self.fsync {
+            true => fs::fsync_dir(&vdir),
+            false => Ok(()),
+        };
+        let switched = self.switch(&version);
+        let linked = fs::rename_into(&mut self.faults, &link_tmp, &self.dir.join(&key));
+        self.resync = linked.is_err();
+        let after = [synced, switched, linked, self.sync_dir()];
+        match after.into_iter().find_map(Result::err) {
+            Some(e) => Err(e),
+            None => Ok(Outcome::Written {
+                version,
+                added: Vec::new(),
+                changed: vec![key],
+                removed: Vec::new(),
+                bytes,
+            }),
         }
     }
 
