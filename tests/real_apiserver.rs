@@ -258,16 +258,21 @@ fn service_account(k: &Kube, ns: &str, sa: &str, configmap: &str) {
         sa,
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {}}),
     );
+    let rule = json!({"apiGroups": [""], "resources": ["configmaps"],
+                      "resourceNames": [configmap], "verbs": ["get", "list", "watch"]});
+    grant(k, ns, ns, sa, rule);
+}
+
+/// A Role named `sa` in `ns` with the one `rule`, bound to ServiceAccount `home/sa`.
+fn grant(k: &Kube, ns: &str, home: &str, sa: &str, rule: serde_json::Value) {
     let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": sa, "namespace": ns},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"],
-                   "resourceNames": [configmap], "verbs": ["get", "list", "watch"]}]});
+        "metadata": {"name": sa, "namespace": ns}, "rules": [rule]});
     k.ok("POST", &format!("{rbac}/roles"), Some(&role));
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": sa, "namespace": ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]});
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": home}]});
     k.ok("POST", &format!("{rbac}/rolebindings"), Some(&binding));
 }
 
@@ -696,7 +701,7 @@ fn labelled(k: &Kube, ns: &str, plural: &str, name: &str, label: &str, data: &[(
         .iter()
         .map(|(key, v)| {
             let v = if secret {
-                base64(v.as_bytes())
+                envoy_xds_configmap_loader::base64::encode(v.as_bytes())
             } else {
                 v.to_string()
             };
@@ -712,22 +717,6 @@ fn labelled(k: &Kube, ns: &str, plural: &str, name: &str, label: &str, data: &[(
     );
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A ServiceAccount in `home` that may list and watch ConfigMaps and Secrets in each of
 /// `namespaces` (a Role and a RoleBinding in each, as tests/k8s/rbac-selector.yaml grants):
 /// no `get`, no `resourceNames`, nothing cluster-wide.
@@ -739,17 +728,9 @@ fn selecting_account(k: &Kube, home: &str, sa: &str, namespaces: &[&str]) {
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {}}),
     );
     for ns in namespaces {
-        let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
-        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": sa, "namespace": ns},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"],
-                       "verbs": ["list", "watch"]}]});
-        k.ok("POST", &format!("{rbac}/roles"), Some(&role));
-        let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": sa, "namespace": ns},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
-            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": home}]});
-        k.ok("POST", &format!("{rbac}/rolebindings"), Some(&binding));
+        let rule = json!({"apiGroups": [""], "resources": ["configmaps", "secrets"],
+                          "verbs": ["list", "watch"]});
+        grant(k, ns, home, sa, rule);
     }
 }
 
