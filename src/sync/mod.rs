@@ -431,21 +431,18 @@ fn reflect(
     let mut check_at = None;
     // The object's own version as last delivered, for the safety-net check.
     let mut object_version: Option<String> = None;
-    let (mut lists, mut watches) = (0u64, 0u64);
+    let mut starts = Starts::default();
     let mut step = r.start();
     loop {
         step = match step {
             Step::List => {
-                lists += 1;
-                if lists > 1 {
-                    METRICS.relist();
-                }
+                starts.list();
                 match client.list(&obj, false) {
                     Ok(listed) => {
                         METRICS.progress(idx);
                         object_version = listed.object.as_ref().map(|o| o.resource_version.clone());
                         check_at = next_check(&mut rng);
-                        watches = 0;
+                        starts.listed();
                         let next = r.on(Heard::Listed(&listed.resource_version));
                         engine.deliver(Msg::Listed(idx, listed.object));
                         next
@@ -463,10 +460,7 @@ fn reflect(
                 }
                 let (timeout_secs, read_timeout, silence_first) =
                     watch_timing(&mut rng, watch_timeout, check_at);
-                watches += 1;
-                if watches > 1 {
-                    METRICS.watch_restart();
-                }
+                starts.watch();
                 let opened = client.watch(&obj, &from, timeout_secs, read_timeout);
                 match opened {
                     Err(e) if e.is_gone() => gone(&obj, &mut r, Some(&e), None),
@@ -488,6 +482,35 @@ fn reflect(
             }
             Step::Read => r.resume(),
         };
+    }
+}
+
+/// One reflector's lists and watches, counted into the metrics: every list after the first
+/// is a relist, every watch after the first of its list a restart.
+#[derive(Default)]
+struct Starts {
+    lists: u64,
+    watches: u64,
+}
+
+impl Starts {
+    fn list(&mut self) {
+        self.lists += 1;
+        if self.lists > 1 {
+            METRICS.relist();
+        }
+    }
+
+    /// A list succeeded: the next watch is its first.
+    fn listed(&mut self) {
+        self.watches = 0;
+    }
+
+    fn watch(&mut self) {
+        self.watches += 1;
+        if self.watches > 1 {
+            METRICS.watch_restart();
+        }
     }
 }
 

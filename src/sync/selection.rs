@@ -11,7 +11,7 @@
 //! client-go's informers do.
 
 use super::reflector::{Heard, Reflector, Step};
-use super::{broken, ended, failed, gone, subject, watch_timing, with_err, Engine, Msg};
+use super::{broken, ended, failed, gone, subject, watch_timing, with_err, Engine, Msg, Starts};
 use crate::backoff::{Backoff, Rng};
 use crate::health::METRICS;
 use crate::kube::{self, Client, Member, Selection, SelectionEvent};
@@ -73,19 +73,16 @@ pub fn reflect(
 ) -> ! {
     let mut r = Reflector::new(Backoff::new(Rng::from_entropy()));
     let mut rng = Rng::from_entropy();
-    let (mut lists, mut watches) = (0u64, 0u64);
+    let mut starts = Starts::default();
     let mut step = r.start();
     loop {
         step = match step {
             Step::List => {
-                lists += 1;
-                if lists > 1 {
-                    METRICS.relist();
-                }
+                starts.list();
                 match list_all(client, sel) {
                     Ok((version, members)) => {
                         METRICS.progress(at.progress);
-                        watches = 0;
+                        starts.listed();
                         let next = r.on(Heard::Listed(&version));
                         engine.deliver(Msg::SourceListed(at.source, members));
                         next
@@ -96,10 +93,7 @@ pub fn reflect(
             Step::Watch(from) => {
                 let (timeout_secs, read_timeout, silence_first) =
                     watch_timing(&mut rng, watch_timeout, None);
-                watches += 1;
-                if watches > 1 {
-                    METRICS.watch_restart();
-                }
+                starts.watch();
                 match client.watch_selection(sel, &from, timeout_secs, read_timeout) {
                     Err(e) if e.is_gone() => gone(sel, &mut r, Some(&e), None),
                     Err(e) => failed(sel, "watch", &e, &mut r),
