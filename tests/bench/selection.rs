@@ -21,6 +21,7 @@ use common::*;
 use emulator::{Emulator, Kind, Options};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 const SELECTOR: &str = "app=gw";
@@ -199,37 +200,25 @@ fn measure(
         let n = base + u as u64;
         let text = envoy_yaml(1024, n);
         let want = marker(n);
-        let sent = Instant::now();
-        emu.apply_labeled(
-            Kind::ConfigMap,
-            NS,
-            &format!("r{i:04}"),
-            &gw,
-            &[(&key(i), &text)],
-        );
-        let seen = wait_file(
-            &sel_events,
-            &sel_out,
-            0,
-            &key(i),
-            &want,
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|| fail("a member's update never became visible"));
-        via_sel.push(seen.saturating_duration_since(sent));
-        named_all.insert(key(i), text);
-        let sent = Instant::now();
-        emu.apply_full(NS, "all", named_all.clone(), BTreeMap::new());
-        let seen = wait_file(
-            &named_events,
-            &named_out,
-            0,
-            &key(i),
-            &want,
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|| fail("the named update never became visible"));
-        via_named.push(seen.saturating_duration_since(sent));
+        let k = key(i);
+        // Update → the key's file visible with its new marker, in `out`.
+        let timed = |apply: &dyn Fn(), events: &Receiver<Seen>, out: &Path, what: &str| {
+            let sent = Instant::now();
+            apply();
+            let seen = wait_file(events, out, 0, &k, &want, Duration::from_secs(10))
+                .unwrap_or_else(|| fail(&format!("{what} never became visible")));
+            seen.saturating_duration_since(sent)
+        };
+        let member = || {
+            let data = [(k.as_str(), text.as_str())];
+            emu.apply_labeled(Kind::ConfigMap, NS, &format!("r{i:04}"), &gw, &data);
+        };
+        via_sel.push(timed(&member, &sel_events, &sel_out, "a member's update"));
+        named_all.insert(k.clone(), text.clone());
+        let named = || {
+            emu.apply_full(NS, "all", named_all.clone(), BTreeMap::new());
+        };
+        via_named.push(timed(&named, &named_events, &named_out, "the named update"));
     }
     let cpu = cpu_ns(sel.id()).saturating_sub(cpu_before) / updates.max(1) as u64;
     let p99 = percentile(&mut via_sel.clone(), 0.99);
