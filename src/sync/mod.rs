@@ -812,7 +812,6 @@ impl Sink {
         let Some((merged, record)) = state.snapshot() else {
             return Ok(Outcome::Unchanged);
         };
-        let names = state.names();
         match self {
             Sink::DryRun(last) => {
                 if last.as_deref() != Some(&*merged) {
@@ -846,7 +845,7 @@ impl Sink {
                                 ("changed", &changed.join(",")),
                                 ("removed", &removed.join(",")),
                                 ("bytes", bytes),
-                                ("from", &names),
+                                ("from", &state.names()),
                             ],
                         );
                     }
