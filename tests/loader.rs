@@ -170,12 +170,10 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
 
     // changed value
     emu.apply("default", "envoy", &[("a.yaml", "1b"), ("b.yaml", "2")]);
-    assert_files_within(T, &l, &out, &[("a.yaml", "1b"), ("b.yaml", "2")]);
-    assert_consistent(&out);
+    converges_within(T, &l, &out, &[("a.yaml", "1b"), ("b.yaml", "2")]);
     // added and removed keys
     emu.apply("default", "envoy", &[("a.yaml", "1b"), ("c.yaml", "3")]);
-    assert_files_within(T, &l, &out, &[("a.yaml", "1b"), ("c.yaml", "3")]);
-    assert_consistent(&out);
+    converges_within(T, &l, &out, &[("a.yaml", "1b"), ("c.yaml", "3")]);
     assert!(
         std::fs::symlink_metadata(out.join("b.yaml")).is_err(),
         "dropped key is gone"
@@ -214,8 +212,7 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
     );
     assert_eq!(read_text(&out), text(&[("a.yaml", "1c"), ("c.yaml", "3")]));
     emu.apply("default", "envoy", &[("d.yaml", "4")]);
-    assert_files_within(T, &l, &out, &[("d.yaml", "4")]);
-    assert_consistent(&out);
+    converges_within(T, &l, &out, &[("d.yaml", "4")]);
     assert_eq!(versions(&out).len(), 1, "old versions removed");
     assert_ne!(data_target(&out), before, "the later changes were written");
     assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
@@ -332,8 +329,7 @@ fn relists_after_too_old_and_reconnects_after_drops() {
     emu.fail_next(2, 500);
     emu.drop_watches();
     emu.apply("default", "envoy", &[("k", "4")]);
-    assert_files_within(Duration::from_secs(15), &l, &out, &[("k", "4")]);
-    assert_consistent(&out);
+    converges_within(Duration::from_secs(15), &l, &out, &[("k", "4")]);
     assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
 }
 
@@ -433,8 +429,7 @@ fn kill_9_then_restart_converges_and_sweeps() {
     // a final run converges to the API server's state and leaves no leftovers
     emu.apply("default", "envoy", &[("final", "yes")]);
     let l = Loader::start(&tmp, &args);
-    assert_files_within(T, &l, &out, &[("final", "yes")]);
-    assert_consistent(&out);
+    converges_within(T, &l, &out, &[("final", "yes")]);
     // the old version goes after the switch; the write's log line follows its last step
     assert!(l.wait_log("msg=\"snapshot written\"", T), "{}", l.log());
     let names: Vec<String> = std::fs::read_dir(&out)

@@ -69,47 +69,52 @@ pub fn versions(dir: &Path) -> Vec<String> {
 /// visible name a relative link `..data/NAME` that resolves, and every file of the version
 /// visible but its `..objects` record.
 pub fn assert_consistent(dir: &Path) {
-    check_layout(dir, false)
+    if let Err(e) = layout(dir, false) {
+        panic!("{}: {e}", dir.display())
+    }
 }
 
 /// The state a kill -9 may leave: as [`assert_consistent`], except that a visible link may
 /// dangle (a new key linked just before a switch that never happened, or a removed key
 /// whose link was not yet unlinked); the next start sweeps those.
 pub fn assert_consistent_after_crash(dir: &Path) {
-    check_layout(dir, true)
+    if let Err(e) = layout(dir, true) {
+        panic!("{}: {e}", dir.display())
+    }
 }
 
-fn check_layout(dir: &Path, allow_dangling: bool) {
-    let target = data_target(dir).expect("..data exists");
-    assert!(
-        target.starts_with("..") && !target.contains('/'),
-        "..data -> {target}"
-    );
-    assert!(
-        dir.join(&target).is_dir(),
-        "..data target {target} is a directory"
-    );
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
+/// The layout invariants, or the first one broken.
+fn layout(dir: &Path, allow_dangling: bool) -> Result<(), String> {
+    let target = data_target(dir).ok_or("..data does not exist")?;
+    if !target.starts_with("..") || target.contains('/') {
+        return Err(format!("..data -> {target}"));
+    }
+    if !dir.join(&target).is_dir() {
+        return Err(format!("..data target {target} is not a directory"));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with("..") {
             continue;
         }
-        let link = std::fs::read_link(e.path()).unwrap_or_else(|_| panic!("{name} is a link"));
-        assert_eq!(link, Path::new("..data").join(&name), "{name}");
-        let present = dir.join(&target).join(&name).is_file();
-        assert!(present || allow_dangling, "{name} is in the version");
-    }
-    for e in std::fs::read_dir(dir.join(&target)).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if name == "..objects" {
-            // the loader's record of which object each key came from: no key
-            continue;
+        let link = std::fs::read_link(e.path()).map_err(|_| format!("{name} is not a link"))?;
+        if link != Path::new("..data").join(&name) {
+            return Err(format!("{name} -> {}", link.display()));
         }
-        assert!(
-            std::fs::symlink_metadata(dir.join(&name)).is_ok(),
-            "{name} of the version is visible"
-        );
+        if !allow_dangling && !dir.join(&target).join(&name).is_file() {
+            return Err(format!("{name} is not in the version {target}"));
+        }
     }
+    let entries = std::fs::read_dir(dir.join(&target)).map_err(|e| e.to_string())?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        // `..objects`: the loader's record of which object each key came from, no key
+        if name != "..objects" && std::fs::symlink_metadata(dir.join(&name)).is_err() {
+            return Err(format!("{name} of the version {target} is not visible"));
+        }
+    }
+    Ok(())
 }
 
 /// Asserts that `out` holds exactly `want` within `within` (the loader's log in the message).
@@ -124,7 +129,26 @@ pub fn assert_files_within(within: Duration, l: &Loader, out: &Path, want: &[(&s
 }
 
 /// Waits until `out` holds exactly `want`, then checks the layout.
+///
+/// A write switches `..data` first and unlinks the names it removed after, so a reader may
+/// see the new files while a removed name still dangles: the wait is for both.
 pub fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
-    assert_files_within(PATIENCE, l, out, want);
-    assert_consistent(out);
+    converges_within(PATIENCE, l, out, want)
+}
+
+/// [`converges`] with its own patience.
+pub fn converges_within(within: Duration, l: &Loader, out: &Path, want: &[(&str, &str)]) {
+    assert_files_within(within, l, out, want);
+    let mut last = Ok(());
+    let settled = wait_until(within, || {
+        last = layout(out, false);
+        last.is_ok() && read_text(out) == text(want)
+    });
+    assert!(
+        settled,
+        "{}: files {:?}, layout {last:?}\n{}",
+        out.display(),
+        read_text(out),
+        l.log()
+    );
 }
