@@ -1,7 +1,8 @@
 //! What the loader knows of Envoy's files, in one place and by one rule: which xDS
 //! resource types a file names (for the order of the per-key renames, providers before
-//! consumers) and whether it carries Listener or Cluster resources (for the guard against
-//! an update that would make Envoy remove them all).
+//! consumers, and for the phases of an acknowledged apply) and whether it carries Listener
+//! or Cluster resources (for the guard against an update that would make Envoy remove them
+//! all).
 //!
 //! A sniff, not a YAML or JSON parser: a type counts where its type URL (`…/envoy.NAME`
 //! followed by a byte that cannot continue a name) occurs outside a YAML comment (`#` at
@@ -54,6 +55,143 @@ pub fn xds_rank(content: &[u8]) -> u8 {
 pub fn carries_listeners_or_clusters(content: &[u8]) -> bool {
     CodeMatches::new(content, b"resources").next().is_some()
         && ranks_named(content) & (1 << LISTENER_RANK | 1 << CLUSTER_RANK) != 0
+}
+
+/// A set of xDS resource types: what a file names, what Envoy must acknowledge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Types(u8);
+
+impl Types {
+    pub const NONE: Types = Types(0);
+    pub const SECRETS: Types = Types(1 << 1);
+    pub const ENDPOINTS: Types = Types(1 << 2);
+    pub const CLUSTERS: Types = Types(1 << 3);
+    pub const ROUTES: Types = Types(1 << 4);
+    pub const LISTENERS: Types = Types(1 << 5);
+    /// Each type with its name in logs, providers first.
+    pub const EACH: [(Types, &'static str); 5] = [
+        (Types::SECRETS, "Secret"),
+        (Types::ENDPOINTS, "ClusterLoadAssignment"),
+        (Types::CLUSTERS, "Cluster"),
+        (Types::ROUTES, "RouteConfiguration"),
+        (Types::LISTENERS, "Listener"),
+    ];
+
+    /// The types `content` names in code (rank 4 counts as routes: RouteConfiguration,
+    /// ScopedRouteConfiguration, VirtualHost).
+    pub fn of(content: &[u8]) -> Types {
+        Types(ranks_named(content))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether the two sets share a type.
+    pub fn meets(self, other: Types) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn with(self, other: Types) -> Types {
+        Types(self.0 | other.0)
+    }
+
+    /// `Cluster,ClusterLoadAssignment`-style names, providers first; empty for none.
+    pub fn names(self) -> String {
+        let names: Vec<&str> = Types::EACH
+            .iter()
+            .filter(|(t, _)| self.meets(*t))
+            .map(|(_, n)| *n)
+            .collect();
+        names.join(",")
+    }
+}
+
+/// How many resources `content` declares: its type URLs of known xDS types, in code.
+fn resources(content: &[u8]) -> usize {
+    let name_byte = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.';
+    CodeMatches::new(content, b"/envoy.")
+        .filter(|&at| {
+            let rest = content.get(at + 1..).unwrap_or_default();
+            XDS_RANKS.iter().any(|(name, _)| {
+                rest.starts_with(name) && !rest.get(name.len()).is_some_and(name_byte)
+            })
+        })
+        .count()
+}
+
+/// One step of an update applied in phases: the keys it brings to their new state (new or
+/// changed content, or gone), the types its new and changed files name (what Envoy may
+/// reject, and what must be warm after it), and the types of its changed files alone:
+/// those Envoy reloads for sure. A new file is read only by a config that names it (a new
+/// cluster reads its new endpoints file), so its reading shows as warming, not as a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase {
+    pub keys: Vec<String>,
+    pub types: Types,
+    pub reloads: Types,
+}
+
+/// The phases that take `old` to `new`, make before break:
+///
+/// 1. providers that come or grow: Secrets, endpoints, clusters, and files of no xDS type
+///    (certificates), new or changed with at least as many resources as before;
+/// 2. consumers: route configurations and listeners, new, changed or gone;
+/// 3. providers that shrink: gone, or changed with fewer resources (a cluster removed).
+///
+/// So an update that adds a cluster and routes to it shows Envoy the cluster first, and one
+/// that routes away from a cluster and removes it moves the route first. A phase with
+/// nothing to acknowledge (no xDS type in its new files) joins the next one; an update
+/// that touches one phase has one. No phase when nothing changed.
+pub fn phases(old: &BTreeMap<String, Vec<u8>>, new: &BTreeMap<String, Vec<u8>>) -> Vec<Phase> {
+    let mut buckets: [Phase; 3] = std::array::from_fn(|_| Phase {
+        keys: Vec::new(),
+        types: Types::NONE,
+        reloads: Types::NONE,
+    });
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        let (before, after) = (old.get(key), new.get(key));
+        if before == after {
+            continue;
+        }
+        let rank = xds_rank(after.or(before).map_or(&[][..], |c| c.as_slice()));
+        let bucket = match (before, after) {
+            _ if rank >= 4 => 1,
+            (_, None) => 2,
+            (Some(b), Some(a)) if resources(a) < resources(b) => 2,
+            _ => 0,
+        };
+        let phase = &mut buckets[bucket];
+        phase.keys.push(key.clone());
+        if let Some(a) = after {
+            phase.types = phase.types.with(Types::of(a));
+            if before.is_some() {
+                phase.reloads = phase.reloads.with(Types::of(a));
+            }
+        }
+    }
+    let mut out: Vec<Phase> = Vec::new();
+    let mut pending: Option<Phase> = None;
+    for phase in buckets.into_iter().filter(|p| !p.keys.is_empty()) {
+        let phase = match pending.take() {
+            Some(mut p) => {
+                p.keys.extend(phase.keys);
+                p.keys.sort();
+                p.types = p.types.with(phase.types);
+                p.reloads = p.reloads.with(phase.reloads);
+                p
+            }
+            None => phase,
+        };
+        if phase.types.is_empty() {
+            pending = Some(phase);
+        } else {
+            out.push(phase);
+        }
+    }
+    out.extend(pending);
+    out
 }
 
 /// The order in which changed keys' links are renamed after the switch: providers before
@@ -255,6 +393,97 @@ mod tests {
         for (keys, want) in cases {
             assert_eq!(rename_order(&snapshot, keys), *want, "keys {keys:?}");
         }
+    }
+
+    #[test]
+    fn phases_table() {
+        let cds2: &[u8] = b"resources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: c\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: d\n";
+        let rds: &[u8] = b"resources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n  name: r\n";
+        let rds_b: &[u8] = b"resources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n  name: r # to d\n";
+        let cert: &[u8] = b"-----BEGIN CERTIFICATE-----\n";
+        let base = files(&[
+            ("cds.yaml", CDS),
+            ("eds-c.yaml", EDS),
+            ("rds.yaml", rds),
+            ("lds.yaml", LDS),
+        ]);
+        let edit = |changes: &[(&str, Option<&[u8]>)]| {
+            let mut f = base.clone();
+            for (k, v) in changes {
+                match v {
+                    Some(v) => f.insert(k.to_string(), v.to_vec()),
+                    None => f.remove(*k),
+                };
+            }
+            f
+        };
+        let (c, e, r, l, none) = (
+            Types::CLUSTERS,
+            Types::ENDPOINTS,
+            Types::ROUTES,
+            Types::LISTENERS,
+            Types::NONE,
+        );
+        // (keys, types, reloads) of each phase
+        let cases: &[(&str, &[(&str, Option<&[u8]>)], &[(&[&str], Types, Types)])] = &[
+            ("nothing changed", &[], &[]),
+            ("one consumer", &[("rds.yaml", Some(rds_b))], &[(&["rds.yaml"], r, r)]),
+            ("one provider", &[("eds-c.yaml", Some(b"x: 1\n- type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n"))], &[(&["eds-c.yaml"], e, e)]),
+            (
+                "a new cluster, its endpoints and a route to it: providers first",
+                &[("cds.yaml", Some(cds2)), ("eds-d.yaml", Some(EDS)), ("rds.yaml", Some(rds_b))],
+                &[(&["cds.yaml", "eds-d.yaml"], c.with(e), c), (&["rds.yaml"], r, r)],
+            ),
+            (
+                "a route moved away and its cluster removed: consumers first",
+                &[("cds.yaml", Some(b"resources: []\n")), ("eds-c.yaml", None), ("rds.yaml", Some(rds_b))],
+                &[(&["rds.yaml"], r, r), (&["cds.yaml", "eds-c.yaml"], none, none)],
+            ),
+            (
+                "add, route, remove: three phases",
+                &[("eds-d.yaml", Some(EDS)), ("eds-c.yaml", None), ("lds.yaml", Some(b"# new\n- type.googleapis.com/envoy.config.listener.v3.Listener\n"))],
+                &[(&["eds-d.yaml"], e, none), (&["lds.yaml"], l, l), (&["eds-c.yaml"], none, none)],
+            ),
+            (
+                "a certificate has nothing to acknowledge: it joins the listener",
+                &[("cert.pem", Some(cert)), ("lds.yaml", Some(b"# new\n- type.googleapis.com/envoy.config.listener.v3.Listener\n"))],
+                &[(&["cert.pem", "lds.yaml"], l, l)],
+            ),
+            (
+                "only removals: consumers and providers in one write",
+                &[("rds.yaml", None), ("eds-c.yaml", None)],
+                &[(&["eds-c.yaml", "rds.yaml"], none, none)],
+            ),
+            (
+                "a consumer gone is a consumer: ranked by its old content",
+                &[("rds.yaml", None), ("cds.yaml", Some(cds2))],
+                &[(&["cds.yaml"], c, c), (&["rds.yaml"], none, none)],
+            ),
+            (
+                "a file that changes type is ranked by its new content",
+                &[("eds-c.yaml", Some(rds))],
+                &[(&["eds-c.yaml"], r, r)],
+            ),
+        ];
+        for (what, changes, want) in cases {
+            let got = phases(&base, &edit(changes));
+            let want: Vec<Phase> = want
+                .iter()
+                .map(|(keys, types, reloads)| Phase {
+                    keys: keys.iter().map(|k| k.to_string()).collect(),
+                    types: *types,
+                    reloads: *reloads,
+                })
+                .collect();
+            assert_eq!(got, want, "{what}");
+        }
+        assert_eq!(c.with(e).names(), "ClusterLoadAssignment,Cluster");
+        assert_eq!(none.names(), "");
+        assert_eq!(resources(cds2), 2);
+        assert_eq!(
+            resources(b"resources: [] # type.googleapis.com/envoy.config.cluster.v3.Cluster\n"),
+            0
+        );
     }
 
     /// The sniff line by line, as simple as it can be written: what the fast one must match.
