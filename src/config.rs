@@ -115,6 +115,34 @@ impl fmt::Display for ApiServer {
     }
 }
 
+/// Envoy's admin interface, asked for the acknowledgement of each phase of an update
+/// (`-envoy-admin`, `-envoy-timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyAdmin {
+    /// Host without brackets: `127.0.0.1`, `::1`, `localhost`.
+    pub host: String,
+    pub port: u16,
+    /// The longest wait for the acknowledgement of one phase.
+    pub timeout: Duration,
+}
+
+impl EnvoyAdmin {
+    /// The `Host` header value: IPv6 literals in brackets.
+    pub fn host_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for EnvoyAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}", self.host_header())
+    }
+}
+
 /// The validated configuration of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -143,4 +171,7 @@ pub struct Config {
     pub fsync: bool,
     /// Address of the health and metrics server, when wanted.
     pub listen: Option<String>,
+    /// Envoy's admin, for the phased, acknowledged apply of `-watch` and poll; `None`:
+    /// every update in one write, as without Envoy.
+    pub envoy: Option<EnvoyAdmin>,
 }

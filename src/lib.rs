@@ -5,7 +5,7 @@
 //! share. Cores are pure (`http` framing, `json`, `base64`, `kube::decode`, the `snapshot`
 //! planner, `cli` parsing, `xds` sniffing, the `sync` reflector and state); thin layers do
 //! the I/O (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `health`,
-//! `signal`).
+//! `signal`, `envoy`'s admin reading, whose verdict is pure too).
 //! See README.md, section "Architecture", for the codemap and the invariants.
 #![deny(unsafe_code)]
 
@@ -14,6 +14,7 @@ pub mod base64;
 pub mod bytes;
 pub mod cli;
 pub mod config;
+pub mod envoy;
 pub mod health;
 pub mod http;
 pub mod json;
