@@ -63,6 +63,35 @@ pub struct Metrics {
     collisions: AtomicU64,
     /// How long without progress still counts as healthy.
     stall_bound_ms: AtomicU64,
+    /// The acknowledged apply's counts; `None` without `-envoy-admin`.
+    envoy: Mutex<Option<EnvoyCounts>>,
+}
+
+/// The upper bounds (ms) of the acknowledgement-time histogram's buckets, and their labels.
+const ACK_BUCKETS: [(u64, &str); 11] = [
+    (5, "0.005"),
+    (10, "0.01"),
+    (25, "0.025"),
+    (50, "0.05"),
+    (100, "0.1"),
+    (250, "0.25"),
+    (500, "0.5"),
+    (1000, "1"),
+    (2500, "2.5"),
+    (5000, "5"),
+    (10000, "10"),
+];
+
+/// What the acknowledged apply counts.
+#[derive(Default)]
+struct EnvoyCounts {
+    in_sync: bool,
+    rejected: BTreeMap<String, u64>,
+    unreachable: u64,
+    timeouts: u64,
+    /// Acknowledgements per bucket of [`ACK_BUCKETS`] (not cumulative), and above them.
+    acks: [u64; ACK_BUCKETS.len() + 1],
+    ack_ms: u64,
 }
 
 pub static METRICS: Metrics = Metrics::new();
@@ -87,6 +116,7 @@ impl Metrics {
             selected: Mutex::new(Vec::new()),
             collisions: AtomicU64::new(0),
             stall_bound_ms: AtomicU64::new(u64::MAX),
+            envoy: Mutex::new(None),
         }
     }
 
@@ -117,6 +147,55 @@ impl Metrics {
         if let Some(n) = lock(&self.selected).get_mut(source) {
             *n = count as u64;
         }
+    }
+
+    /// The acknowledged apply is on (`-envoy-admin`): its metrics appear, in sync.
+    pub fn envoy_on(&self) {
+        *lock(&self.envoy) = Some(EnvoyCounts {
+            in_sync: true,
+            ..EnvoyCounts::default()
+        });
+    }
+
+    fn with_envoy(&self, f: impl FnOnce(&mut EnvoyCounts)) {
+        if let Some(e) = lock(&self.envoy).as_mut() {
+            f(e)
+        }
+    }
+
+    /// Envoy rejected `file` (or could not read it).
+    pub fn envoy_rejected(&self, file: &str) {
+        self.with_envoy(|e| *e.rejected.entry(file.to_string()).or_insert(0) += 1)
+    }
+
+    /// Whether Envoy accepted everything on disk, as far as the loader knows.
+    pub fn envoy_in_sync(&self, yes: bool) {
+        self.with_envoy(|e| e.in_sync = yes)
+    }
+
+    /// A phase went on without Envoy's acknowledgement: its admin could not be asked, or
+    /// (`timeout`) did not show the phase taken in time.
+    pub fn envoy_unacknowledged(&self, timeout: bool) {
+        self.with_envoy(|e| {
+            if timeout {
+                e.timeouts += 1
+            } else {
+                e.unreachable += 1
+            }
+        })
+    }
+
+    /// Envoy acknowledged a phase `took` after the event that caused it.
+    pub fn envoy_acknowledged(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        self.with_envoy(|e| {
+            let bucket = ACK_BUCKETS
+                .iter()
+                .position(|(le, _)| ms <= *le)
+                .unwrap_or(ACK_BUCKETS.len());
+            e.acks[bucket] += 1;
+            e.ack_ms += ms;
+        })
     }
 
     pub fn collision(&self) {
@@ -238,6 +317,7 @@ impl Metrics {
             );
         }
         self.render_followed(&mut s);
+        self.render_envoy(&mut s);
         let last = self.last_snapshot_unix_ms.load(Ordering::Relaxed);
         let _ = write!(
             s,
@@ -281,6 +361,50 @@ impl Metrics {
                 label(name)
             );
         }
+    }
+}
+
+impl Metrics {
+    /// The acknowledged apply's metrics, when it is on.
+    fn render_envoy(&self, s: &mut String) {
+        let guard = lock(&self.envoy);
+        let Some(e) = guard.as_ref() else {
+            return;
+        };
+        let _ = write!(
+            s,
+            "# HELP envoy_xds_loader_envoy_in_sync 1 when Envoy acknowledged every file on disk, else 0 (a file rejected, or written while Envoy could not be asked).\n# TYPE envoy_xds_loader_envoy_in_sync gauge\nenvoy_xds_loader_envoy_in_sync {}\n",
+            u8::from(e.in_sync)
+        );
+        s.push_str("# HELP envoy_xds_loader_envoy_rejected_total Files Envoy rejected or could not read, by file.\n# TYPE envoy_xds_loader_envoy_rejected_total counter\n");
+        for (file, n) in &e.rejected {
+            let _ = writeln!(
+                s,
+                "envoy_xds_loader_envoy_rejected_total{{file=\"{}\"}} {n}",
+                label(file)
+            );
+        }
+        let _ = write!(
+            s,
+            "# HELP envoy_xds_loader_envoy_unacknowledged_total Phases that went on without Envoy's acknowledgement, by reason.\n# TYPE envoy_xds_loader_envoy_unacknowledged_total counter\nenvoy_xds_loader_envoy_unacknowledged_total{{reason=\"unreachable\"}} {}\nenvoy_xds_loader_envoy_unacknowledged_total{{reason=\"timeout\"}} {}\n",
+            e.unreachable, e.timeouts
+        );
+        s.push_str("# HELP envoy_xds_loader_envoy_ack_seconds From the event to Envoy's acknowledgement of a phase it caused.\n# TYPE envoy_xds_loader_envoy_ack_seconds histogram\n");
+        let mut total = 0;
+        for (i, (_, le)) in ACK_BUCKETS.iter().enumerate() {
+            total += e.acks[i];
+            let _ = writeln!(
+                s,
+                "envoy_xds_loader_envoy_ack_seconds_bucket{{le=\"{le}\"}} {total}"
+            );
+        }
+        total += e.acks[ACK_BUCKETS.len()];
+        let _ = write!(
+            s,
+            "envoy_xds_loader_envoy_ack_seconds_bucket{{le=\"+Inf\"}} {total}\nenvoy_xds_loader_envoy_ack_seconds_sum {}.{:03}\nenvoy_xds_loader_envoy_ack_seconds_count {total}\n",
+            e.ack_ms / 1000,
+            e.ack_ms % 1000
+        );
     }
 }
 

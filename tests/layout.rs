@@ -305,7 +305,7 @@ fn only_the_writer_and_three_readers_touch_the_file_system() {
         p.starts_with("src/snapshot")
             || p.starts_with("src/tls/")
             || p == "src/kube/mod.rs"
-            || p == "src/cli.rs"
+            || p == "src/cli/mod.rs"
     };
     let found = files_using(&["std::fs", "fs::"]);
     assert!(

@@ -35,6 +35,9 @@ use reflector::{Heard, Reflector, Step, SILENCE};
 mod selection;
 use selection::list_all;
 
+mod phased;
+use phased::Acks;
+
 mod state;
 use state::{Judged, Refusal, State};
 
@@ -95,7 +98,7 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
             Err((e, gave_up)) => return list_failed(sel, &e, gave_up),
         }
     }
-    match sink.apply(&state) {
+    match sink.apply(&state, Instant::now()) {
         Ok(_) => 0,
         Err(e) => {
             log::error(&e, &[]);
@@ -180,7 +183,7 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
                 Err(e) => list_warning(sel, &e),
             }
         }
-        if let Err(e) = sink.apply(&state) {
+        if let Err(e) = sink.apply(&state, Instant::now()) {
             log::error(&e, &[]);
         }
         std::thread::sleep(rng.scale(cfg.sync_interval, 0.95, 1.05));
@@ -323,6 +326,7 @@ impl Engine {
     /// Takes what a reflector learned and writes the result, unless another delivery is
     /// already waiting for the lock: that one writes both.
     fn deliver(&self, msg: Msg) {
+        let since = Instant::now();
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = self.lock();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -353,15 +357,15 @@ impl Engine {
             }
         }
         if self.waiting.load(Ordering::SeqCst) == 0 {
-            self.write(&mut w);
+            self.write(&mut w, since);
         }
         drop(w);
         self.news.notify_one();
     }
 
-    /// Writes the accepted files once every object has some; a failed write is retried on
-    /// a backoff by [`tend`](Engine::tend).
-    fn write(&self, w: &mut Writing) {
+    /// Writes the accepted files once every object has some (`since`: when the event that
+    /// caused it arrived); a failed write is retried on a backoff by [`tend`](Engine::tend).
+    fn write(&self, w: &mut Writing, since: Instant) {
         let Writing {
             state,
             sink,
@@ -369,7 +373,7 @@ impl Engine {
             retry_at,
             ..
         } = w;
-        match sink.apply(state) {
+        match sink.apply(state, since) {
             Ok(_) => {
                 retry.reset();
                 *retry_at = None;
@@ -389,7 +393,7 @@ impl Engine {
             let now = Instant::now();
             w = match w.retry_at {
                 Some(t) if now >= t => {
-                    self.write(&mut w);
+                    self.write(&mut w, now);
                     continue;
                 }
                 Some(t) => self.wait(w, Some(t - now)),
@@ -758,7 +762,8 @@ fn with_err(
 
 /// Where snapshots go: the directory, or stdout for `-dry-run`.
 enum Sink {
-    Disk(Writer),
+    /// The writer, and the acknowledged apply with `-envoy-admin` (not with `-onetime`).
+    Disk(Writer, Option<Acks>),
     DryRun(Option<Arc<Files>>),
 }
 
@@ -781,7 +786,11 @@ impl Sink {
                 ],
             );
         }
-        Ok(Sink::Disk(w))
+        let acks = match cfg.mode {
+            Mode::OneTime => None,
+            _ => cfg.envoy.clone().map(Acks::new),
+        };
+        Ok(Sink::Disk(w, acks))
     }
 
     /// The state to start from: on disk, the current snapshot and its record (then, when
@@ -792,7 +801,7 @@ impl Sink {
             cfg.selections.len(),
             cfg.allow_empty_resources,
         );
-        if let Sink::Disk(w) = self {
+        if let Sink::Disk(w, _) = self {
             if let (Ok(Some(files)), Ok(Some(record))) = (w.current(), w.current_record()) {
                 if state.restore(files, &record) {
                     METRICS.mark_snapshot_on_disk();
@@ -806,9 +815,10 @@ impl Sink {
         state
     }
 
-    /// Writes the snapshot of the accepted files, once every object has some; a failure
-    /// (the disk) is counted and returned as one line.
-    fn apply(&mut self, state: &State) -> Result<Outcome, String> {
+    /// Writes the snapshot of the accepted files, once every object has some (`since`: when
+    /// the event that caused it arrived; in phases with `-envoy-admin`); a failure (the
+    /// disk) is counted and returned as one line.
+    fn apply(&mut self, state: &State, since: Instant) -> Result<Outcome, String> {
         let Some((merged, record)) = state.snapshot() else {
             return Ok(Outcome::Unchanged);
         };
@@ -820,40 +830,60 @@ impl Sink {
                 }
                 Ok(Outcome::Unchanged)
             }
-            Sink::Disk(w) => {
-                let _guard = write_lock().lock().unwrap_or_else(|p| p.into_inner());
-                let outcome = w.write_recorded(merged, &record).map_err(|e| {
-                    METRICS.error(ErrorKind::Write);
-                    format!("write: {e}")
-                })?;
-                match &outcome {
-                    Outcome::Unchanged => METRICS.mark_snapshot_on_disk(),
-                    Outcome::Written {
-                        version,
-                        added,
-                        changed,
-                        removed,
-                        bytes,
-                    } => {
-                        METRICS.snapshot_written(*bytes);
-                        log::info(
-                            "snapshot written",
-                            &[
-                                ("dir", &w.dir().display()),
-                                ("version", version),
-                                ("added", &added.join(",")),
-                                ("changed", &changed.join(",")),
-                                ("removed", &removed.join(",")),
-                                ("bytes", bytes),
-                                ("from", &state.names()),
-                            ],
-                        );
-                    }
-                }
-                Ok(outcome)
+            Sink::Disk(w, None) => write_logged(w, merged, &record, state, None),
+            Sink::Disk(w, Some(acks)) => {
+                let mut write = |w: &mut Writer, files, rec: &[u8], phase| {
+                    write_logged(w, files, rec, state, phase)
+                };
+                acks.apply(w, merged, record, since, &mut write)
             }
         }
     }
+}
+
+/// One write under [`write_lock`], counted and logged (`phase`: `Some((i, n))` for phase
+/// `i` of `n` of an acknowledged apply).
+fn write_logged(
+    w: &mut Writer,
+    files: Arc<Files>,
+    record: &[u8],
+    state: &State,
+    phase: Option<(usize, usize)>,
+) -> Result<Outcome, String> {
+    let _guard = write_lock().lock().unwrap_or_else(|p| p.into_inner());
+    let outcome = w.write_recorded(files, record).map_err(|e| {
+        METRICS.error(ErrorKind::Write);
+        format!("write: {e}")
+    })?;
+    match &outcome {
+        Outcome::Unchanged => METRICS.mark_snapshot_on_disk(),
+        Outcome::Written {
+            version,
+            added,
+            changed,
+            removed,
+            bytes,
+        } => {
+            METRICS.snapshot_written(*bytes);
+            let dir = w.dir().display();
+            let (added, changed, removed) = (added.join(","), changed.join(","), removed.join(","));
+            let (from, of) = (state.names(), phase.map(|(i, n)| format!("{i}/{n}")));
+            let mut fields: Vec<(&str, &dyn std::fmt::Display)> = vec![
+                ("dir", &dir),
+                ("version", version),
+                ("added", &added),
+                ("changed", &changed),
+                ("removed", &removed),
+                ("bytes", bytes),
+                ("from", &from),
+            ];
+            if let Some(of) = &of {
+                fields.push(("phase", of));
+            }
+            log::info("snapshot written", &fields);
+        }
+    }
+    Ok(outcome)
 }
 
 /// Every file, each with its size and the object it comes from:

@@ -566,7 +566,7 @@ fn parse_object(text: &str) -> Option<ObjectRef> {
 
 /// A record's objects and their keys; `None` when it is not one (every key valid, every
 /// object once).
-fn parse_record(record: &[u8]) -> Option<Vec<(&str, Vec<&str>)>> {
+pub(super) fn parse_record(record: &[u8]) -> Option<Vec<(&str, Vec<&str>)>> {
     let text = std::str::from_utf8(record).ok()?;
     let mut owners: Vec<(&str, Vec<&str>)> = Vec::new();
     for line in text.lines() {
