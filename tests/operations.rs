@@ -2,7 +2,8 @@
 //! A restart starts from the snapshot on disk and its record of which object each key came
 //! from (ready at once, even with the API server away; a deleted object keeps its keys);
 //! a refused version of one object freezes no other; a key that carried Listeners may not
-//! disappear; an object no longer followed loses its keys at the first write.
+//! disappear; an object no longer followed loses its keys at the first write; a loader
+//! killed between the phases of an acknowledged apply restarts from a true record.
 
 #[path = "emulator/mod.rs"]
 mod emulator;
@@ -173,5 +174,79 @@ fn an_object_no_longer_named_loses_its_keys_at_the_first_write() {
         l.wait_log(" removed=a.txt ", T),
         "the first write removed a's key: {}",
         l.log()
+    );
+}
+
+/// With `-envoy-admin`, an update of a cluster and a route is written in two phases; a
+/// loader killed while phase 1 waits for Envoy leaves phase 1's snapshot, whose record names
+/// the object of each key's bytes: the next loader is ready from it at once (the API server
+/// away), then writes the route. And `-onetime` (the init container) never waits for
+/// Envoy, which is not running yet.
+#[test]
+fn killed_between_phases_restarts_from_a_true_record_and_onetime_never_waits() {
+    const RDS: &str = "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n  name: r\n";
+    let emu = emu();
+    emu.apply("default", "a", &[("cds.yaml", CDS), ("rds.yaml", RDS)]);
+    emu.apply("default", "b", &[("lds.yaml", LDS)]);
+    let (tmp, token, out) = workdir("between-phases");
+    let admin = format!("http://{}", stuck_admin());
+    let flags = ["-envoy-admin", &admin, "-envoy-timeout", "1m"];
+    let init = Args::new(&emu.url(), &token)
+        .configmaps(&["a", "b"])
+        .namespace("default")
+        .onetime()
+        .output(&out)
+        .flags(&flags);
+    let mut once = Loader::start(&tmp, &init);
+    let status_once = once.wait(Duration::from_secs(10));
+    assert!(status_once.is_some_and(|s| s.success()), "{}", once.log());
+    assert!(
+        !once.log().contains("acknowledged by envoy"),
+        "{}",
+        once.log()
+    );
+    let first = [("cds.yaml", CDS), ("rds.yaml", RDS), ("lds.yaml", LDS)];
+    converges(&once, &out, &first);
+
+    let mut l = Loader::start(&tmp, &args(&emu, &token, &out, &["a", "b"], &flags));
+    assert!(
+        l.wait_log("msg=\"ready: every object's files are on disk\"", T),
+        "{}",
+        l.log()
+    );
+    let cds2 = format!(
+        "{CDS}- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: green\n"
+    );
+    let rds2 = RDS.replace("name: r", "name: r # to green");
+    emu.apply("default", "a", &[("cds.yaml", &cds2), ("rds.yaml", &rds2)]);
+    assert!(l.wait_log(" phase=1/2", T), "{}", l.log());
+    l.kill9();
+    let phase1 = [
+        ("cds.yaml", cds2.as_str()),
+        ("rds.yaml", RDS),
+        ("lds.yaml", LDS),
+    ];
+    assert_eq!(read_text(&out), text(&phase1), "{}", l.log());
+    assert_consistent(&out);
+    let version = data_target(&out).unwrap();
+    let record = std::fs::read_to_string(out.join(version).join("..objects")).unwrap();
+    assert_eq!(
+        record,
+        "configmap default/a\tcds.yaml\trds.yaml\nconfigmap default/b\tlds.yaml\n"
+    );
+
+    emu.set_down(true);
+    let l = Loader::start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
+    let addr = listen_addr(&l);
+    assert!(
+        wait_until(Duration::from_secs(2), || status(&addr) == 200),
+        "/readyz 200 from phase 1's snapshot: {}",
+        l.log()
+    );
+    emu.set_down(false);
+    converges(
+        &l,
+        &out,
+        &[("cds.yaml", &cds2), ("rds.yaml", &rds2), ("lds.yaml", LDS)],
     );
 }

@@ -1,7 +1,8 @@
 //! The harness shared by the integration tests (`mod support;`) and the benchmark programs
 //! (through tests/bench/common.rs): temporary directories and token files, the loader's
 //! command line, the loader binary as a child process, waiting, reading a snapshot back and
-//! checking its layout, and requests to the loader's health server.
+//! checking its layout, requests to the loader's health server, and a stand-in for an Envoy
+//! admin that never moves.
 //!
 //! It never starts the Kubernetes API emulator (tests/emulator/, which every program
 //! includes on its own), never measures (tests/bench/common.rs does), and asserts nothing a
@@ -14,10 +15,12 @@ pub mod kube;
 pub mod probe;
 pub mod process;
 pub mod snapshot;
+pub mod stuck_admin;
 pub mod tempdir;
 
 pub use args::*;
 pub use probe::*;
 pub use process::*;
 pub use snapshot::*;
+pub use stuck_admin::*;
 pub use tempdir::*;
