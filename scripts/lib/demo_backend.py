@@ -14,6 +14,9 @@ import sys
 def handler(body):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # the head and the body go in two writes: without TCP_NODELAY the body waits for
+        # the peer's delayed ACK (40 ms a request)
+        disable_nagle_algorithm = True
 
         def do_GET(self):
             self.send_response(200)

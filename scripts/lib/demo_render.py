@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Renders what scripts/demo.sh gives the loader and Envoy, from tests/envoy/*.yaml.
 
-Usage: demo_render.py configmap OUT VERSION BLUE_WEIGHT GREEN_WEIGHT
+Usage: demo_render.py configmap OUT VERSION BLUE_WEIGHT GREEN_WEIGHT [CLUSTERS]
        demo_render.py bootstrap OUT
 
 configmap writes the ConfigMap default/envoy-xds as JSON (what `kubectl create -f` or
-`kubectl replace -f` sends): lds, cds, rds, eds-blue and eds-green .yaml, with the route
-version and weights given. bootstrap writes Envoy's bootstrap (bootstrap-path.yaml). Both
+`kubectl replace -f` sends): lds, cds, rds and eds-blue .yaml, and with CLUSTERS
+"blue,green" (the default) cluster green in cds.yaml and eds-green.yaml; CLUSTERS "blue"
+leaves green out (cds.yaml's version is 2 with green, 1 without). The route version and
+weights are given (a weight of 0 for a cluster
+left out drops it from the route). bootstrap writes Envoy's bootstrap (bootstrap-path.yaml). Both
 drop comment lines and fill in the {{PLACEHOLDERS}} from the environment: REPO (the
 checkout), XDS (the loader's output dir), BLUE_PORT and GREEN_PORT (the backends); ports
 of Envoy's admin and listener are 0 (any free one). It writes only OUT.
@@ -30,14 +33,24 @@ def render(name, **extra):
     return text
 
 
-def configmap(version, blue, green):
+def configmap(version, blue, green, clusters="blue,green"):
+    with_green = clusters == "blue,green"
+    if clusters not in ("blue", "blue,green"):
+        raise SystemExit("CLUSTERS is blue or blue,green")
+    cds = render("cds.yaml", VERSION="2" if with_green else "1")
+    rds = render("rds.yaml", VERSION=version, BLUE_WEIGHT=blue, GREEN_WEIGHT=green)
+    if not with_green:
+        # the last entry of cds.yaml is cluster green; the route's green line goes too
+        cds = cds[:cds.rindex('- "@type"')]
+        rds = "".join(line for line in rds.splitlines(True) if "{name: green" not in line)
     data = {
         "lds.yaml": render("lds.yaml"),
-        "cds.yaml": render("cds.yaml"),
-        "rds.yaml": render("rds.yaml", VERSION=version, BLUE_WEIGHT=blue, GREEN_WEIGHT=green),
+        "cds.yaml": cds,
+        "rds.yaml": rds,
         "eds-blue.yaml": render("eds-blue.yaml"),
-        "eds-green.yaml": render("eds-green.yaml"),
     }
+    if with_green:
+        data["eds-green.yaml"] = render("eds-green.yaml")
     return json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
                        "metadata": {"name": "envoy-xds", "namespace": "default"},
                        "data": data}, indent=2) + "\n"
@@ -46,8 +59,8 @@ def configmap(version, blue, green):
 def main(argv):
     if argv[:1] == ["bootstrap"] and len(argv) == 2:
         doc = render("bootstrap-path.yaml")
-    elif argv[:1] == ["configmap"] and len(argv) == 5:
-        doc = configmap(*argv[2:5])
+    elif argv[:1] == ["configmap"] and len(argv) in (5, 6):
+        doc = configmap(*argv[2:])
     else:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
