@@ -56,7 +56,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Polls "$@" every 50 ms for up to 20 s.
+# Polls "$@" every 50 ms for up to 20 s. Give it a command, not "$(...)": a command
+# substitution in its arguments is expanded once, before the first poll.
 wait_for() {
   local i
   for ((i = 0; i < 400; i++)); do
@@ -145,9 +146,11 @@ pids+=($!)
 wait_for test -s "${work}/envoy.admin" || die "Envoy did not start: $(tail -n 20 "${work}/envoy.log")"
 admin="$(cat "${work}/envoy.admin")"
 listener_port() { curl -s "http://${admin}/listeners" | sed -n 's/^canary::.*:\([0-9]*\)$/\1/p'; }
-wait_for test -n "$(listener_port)" || die "Envoy has no listener: $(tail -n 20 "${work}/envoy.log")"
+has_listener() { test -n "$(listener_port)"; }
+wait_for has_listener || die "Envoy has no listener: $(tail -n 20 "${work}/envoy.log")"
 port="$(listener_port)"
-wait_for test "$(curl -s "http://127.0.0.1:${port}/" 2>/dev/null)" = blue ||
+serves() { test "$(curl -s "http://127.0.0.1:${port}/" 2>/dev/null)" = "$1"; }
+wait_for serves blue ||
   die "Envoy does not serve: $(tail -n 20 "${work}/envoy.log")"
 "${loader}" "${loader_args[@]}" -watch -envoy-admin "http://${admin}" 2>"${work}/loader.log" &
 pids+=($!)
@@ -171,6 +174,7 @@ show "20 requests   ${bold}$(split)${off}"
 # The canary, and the shift, each one ConfigMap update under steady traffic
 
 rds_version() { curl -s "http://${admin}/stats?filter=rds.canary.version_text" | sed -n 's/.*: "\(.*\)"$/\1/p'; }
+has_version() { test "$(rds_version)" = "$1"; }
 now_ms() { date +%s%3N; }
 
 update() { # VERSION BLUE GREEN CLUSTERS TITLE
@@ -187,14 +191,15 @@ update() { # VERSION BLUE GREEN CLUSTERS TITLE
   show "${dim}\$ kubectl replace -f ${cm}.json   # here: curl -X PUT ${api}/api/v1/namespaces/${ns}/configmaps/${cm}${off}"
   t0="$(now_ms)"
   kube_curl PUT "/api/v1/namespaces/${ns}/configmaps/${cm}" "${work}/${cm}.json"
-  wait_for test "$(rds_version)" = "${version}" || die "Envoy did not take route version ${version}"
+  wait_for has_version "${version}" ||
+    die "Envoy did not take route version ${version}; the loader said: $(tail -n 8 "${work}/loader.log")"
   t1="$(now_ms)"
   sleep 0.3 # steady traffic after it
   touch "${work}/stop"
   wait "${load}"
   # the update's lines: each phase written, then acknowledged by Envoy
-  acked() { tail -n +$((before + 1)) "${work}/loader.log" | grep -c 'msg="envoy acknowledged"'; }
-  wait_for test "$(acked)" -ge 1 || die "Envoy did not acknowledge: $(tail -n 5 "${work}/loader.log")"
+  acked() { tail -n +$((before + 1)) "${work}/loader.log" | grep -q 'msg="envoy acknowledged"'; }
+  wait_for acked || die "Envoy did not acknowledge: $(tail -n 5 "${work}/loader.log")"
   tail -n +$((before + 1)) "${work}/loader.log" | while read -r line; do
     case "${line}" in
       *'msg="snapshot written"'*)
