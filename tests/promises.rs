@@ -185,12 +185,20 @@ fn sigterm_during_a_write_exits_0_after_the_write_completes() {
         let slow_ref: Vec<(&str, &str)> =
             slow.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         emu.apply("default", "envoy", &slow_ref);
-        // The write has begun once its version directory exists; ..data still names the old
-        // one until the switch.
+        // The write has begun once its version directory exists, or once the one made
+        // ready after the last write holds a new file; ..data still names the old one until
+        // the switch.
         let deadline = Instant::now() + T;
+        let first = format!("round {round} key 0");
         let new = loop {
             if let Some(v) = versions(&out).into_iter().find(|v| *v != old) {
                 break v;
+            }
+            if let Some(v) = next_version(&out) {
+                let file = std::fs::read_to_string(out.join(&v).join("file-0.yaml"));
+                if file.is_ok_and(|f| f.starts_with(&first)) {
+                    break v;
+                }
             }
             assert!(
                 Instant::now() < deadline,
@@ -236,13 +244,12 @@ fn sigterm_during_a_write_exits_0_after_the_write_completes() {
             "round {round}: version directories left in {}",
             out.display()
         );
-        for tmp_name in ["..data_tmp", "..link_tmp"] {
-            assert!(
-                std::fs::symlink_metadata(out.join(tmp_name)).is_err(),
-                "round {round}: {tmp_name} left in {}",
-                out.display()
-            );
-        }
+        // (..data_tmp names the next version made ready, which `versions` leaves out)
+        assert!(
+            std::fs::symlink_metadata(out.join("..link_tmp")).is_err(),
+            "round {round}: ..link_tmp left in {}",
+            out.display()
+        );
         // The log says the same: the snapshot was written, then the loader stopped.
         let log = l.log();
         let written = log_lines(&log, &[("msg", "snapshot written"), ("version", &new)]);

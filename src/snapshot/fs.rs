@@ -12,7 +12,7 @@
 use super::{
     err, is_version_name, is_version_ref, link_target, show_key, validate_key, version_name,
     Current, Error, Files, DATA, DATA_TMP, DIR_MODE, FILE_MODE, LINK_TMP, LOCK, MAX_BYTES,
-    MAX_FILES, RECORD, REPLACE_TMP,
+    MAX_FILES, RECORD, REPLACE_TMP, SPARE_LINK,
 };
 use crate::backoff::Rng;
 use std::collections::BTreeSet;
@@ -144,6 +144,14 @@ pub(super) fn sweep(fx: &mut Faults, dir: &Path) -> Result<(Vec<String>, bool), 
             fx.gate()
                 .and_then(|()| remove_file_if_present(&path))
                 .map_err(|e| err("remove", &path, e))?;
+        } else if bytes.starts_with(SPARE_LINK.as_bytes()) {
+            // A spare key link made ready for the next write (made again after it).
+            if !kind.is_symlink() {
+                continue;
+            }
+            fx.gate()
+                .and_then(|()| remove_file_if_present(&path))
+                .map_err(|e| err("remove", &path, e))?;
         } else if is_version_name(bytes) {
             if !kind.is_dir() || current.as_deref().map(str::as_bytes) == Some(bytes) {
                 continue;
@@ -245,10 +253,18 @@ pub(super) fn read_current(dir: &Path, name: String) -> Result<Option<Current>, 
 /// Step 2: the keys of `files` whose `DIR/KEY` already is the writer's link. An error for
 /// the first key whose name is taken by something else ([`is_our_link`]).
 pub(super) fn our_links<'f>(dir: &Path, files: &'f Files) -> Result<BTreeSet<&'f str>, Error> {
+    our_links_of(dir, files.keys().map(String::as_str))
+}
+
+/// [`our_links`] of the keys `keys`.
+pub(super) fn our_links_of<'f>(
+    dir: &Path,
+    keys: impl Iterator<Item = &'f str>,
+) -> Result<BTreeSet<&'f str>, Error> {
     let mut linked = BTreeSet::new();
-    for key in files.keys() {
+    for key in keys {
         if is_our_link(dir, key)? {
-            linked.insert(key.as_str());
+            linked.insert(key);
         }
     }
     Ok(linked)
@@ -411,6 +427,19 @@ pub(super) fn try_hard_link(fx: &mut Faults, src: &Path, dst: &Path, len: u64, m
         _ => return false,
     }
     fx.gate().and_then(|()| fs::hard_link(src, dst)).is_ok()
+}
+
+/// A hard link `dst` of `src` (the next version's copy of a current file); false when it
+/// could not be made.
+pub(super) fn hard_link(fx: &mut Faults, src: &Path, dst: &Path) -> bool {
+    fx.gate().and_then(|()| fs::hard_link(src, dst)).is_ok()
+}
+
+/// Removes the file `path`; gone already is fine.
+pub(super) fn remove_file(fx: &mut Faults, path: &Path) -> Result<(), Error> {
+    fx.gate()
+        .and_then(|()| remove_file_if_present(path))
+        .map_err(|e| err("remove", path, e))
 }
 
 /// Whether the process's umask would take bits from `mode`, so that they must be set again

@@ -16,6 +16,16 @@
 //! subscription waits for), providers before consumers ([`xds::rename_order`]); an unchanged
 //! snapshot touches nothing; [`Writer::sweep`] clears what a killed predecessor left.
 //!
+//! After each write the next version is made ready ([`next`]): a version directory of hard
+//! links to the current files, `..data_tmp` already naming it, and a spare link
+//! `..link.KEY -> ..data/KEY` per key. The next update then replaces only the changed files
+//! inside it, switches with one rename and renames the changed keys' spare links: one key
+//! of 1 KiB costs `unlink`, `open`, `write`, `close` and two renames between "asked" and
+//! "visible", the naive writer's `open`, `write`, `close`, `rename` plus two. The writer
+//! knows what it wrote: the directory is read before a write only at start and after a
+//! failed write (a new key's name is always looked at: something put there is never
+//! replaced).
+//!
 //! A large snapshot ([`REPLACE_FROM_FILES`] files or more) whose update changes the bytes of
 //! one key and nothing else takes the one-file path instead of a new version: the new file
 //! is renamed over its old one inside the current version (one rename: atomic for the one
@@ -33,11 +43,13 @@
 //! than [`MAX_FILES`] files or [`MAX_BYTES`] bytes of a snapshot.
 //!
 //! `plan.rs` decides what a write does (a pure function of what is on disk and what is
-//! asked), `fs.rs` does the syscalls and the sweep, and this file runs the numbered steps
-//! of [`Writer::write`] in order, with one rollback path before the switch.
+//! asked), `fs.rs` does the syscalls and the sweep, `next.rs` makes the next version ready
+//! and fills it, and this file runs the numbered steps of [`Writer::write`] in order, with
+//! one rollback path before the switch.
 #![forbid(unsafe_code)]
 
 mod fs;
+mod next;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -72,6 +84,13 @@ pub const REPLACE_TMP: &str = "..replace_tmp";
 /// this path), the one-file path a few syscalls whatever the size. Below it, the snapshots
 /// of a few named ConfigMaps keep a new version for every update.
 pub const REPLACE_FROM_FILES: usize = 64;
+/// The prefix of the spare key links made ready after a write, one per key (of at most
+/// [`SPARE_KEY_MAX`] bytes) of a snapshot under [`REPLACE_FROM_FILES`] files:
+/// `..link.KEY -> ..data/KEY`, renamed over `DIR/KEY` by the next write that changes KEY
+/// (one rename where a symlink and a rename were).
+pub const SPARE_LINK: &str = "..link.";
+/// The longest key with a spare link (a file name is at most 255 bytes).
+pub const SPARE_KEY_MAX: usize = 255 - SPARE_LINK.len();
 /// A file inside each version directory for the caller's own record of the version (which
 /// object each key came from): a name no key can take, invisible to readers of `DIR/KEY`.
 pub const RECORD: &str = "..objects";
@@ -207,6 +226,22 @@ pub struct Writer {
     faults: Faults,
     /// The smallest snapshot that takes the one-file path ([`REPLACE_FROM_FILES`]).
     replace_from: usize,
+    /// `last` is what the directory holds: `..data` names it and every key's link is in
+    /// place, as this writer's last write left it. Verified by reading the directory when
+    /// not (at start, after a failed write); trusted, the write reads nothing.
+    trusted: bool,
+    /// The next version, made ready after a write ([`next`]).
+    next: Option<Next>,
+    /// The keys whose spare link [`SPARE_LINK`]`KEY` is in place.
+    spares: BTreeSet<String>,
+}
+
+/// A version directory made ready for the next write: a hard link of every file (and the
+/// record) of version `of`, and `..data_tmp` naming it, so that an update writes only what
+/// changed into it and switches with one rename.
+struct Next {
+    version: String,
+    of: String,
 }
 
 /// A version on disk as the writer knows it.
@@ -246,6 +281,9 @@ impl Writer {
             rng: Rng::from_entropy(),
             faults: Faults::default(),
             replace_from: REPLACE_FROM_FILES,
+            trusted: false,
+            next: None,
+            spares: BTreeSet::new(),
         }
     }
 
@@ -285,7 +323,8 @@ impl Writer {
 
     /// Start-up sweep of what a killed predecessor left: a stale `..data_tmp` and
     /// `..link_tmp` (when links), version directories `..<timestamp>.<hex>` that `..data`
-    /// does not point to, and key links `NAME -> ..data/NAME` that dangle. Creates the
+    /// does not point to (among them a next version made ready), spare links `..link.KEY`,
+    /// and key links `NAME -> ..data/NAME` that dangle. Creates the
     /// directory (0755, with its parents) when missing. Never touches other names: plain
     /// files, directories, or links that do not point to `..data/<their own name>`.
     ///
@@ -299,7 +338,16 @@ impl Writer {
     /// Errors: the directory cannot be created or read, `..data` is not a symlink, or a
     /// leftover cannot be removed.
     pub fn sweep(&mut self) -> Result<Vec<String>, Error> {
-        let (removed, after_switch) = fs::sweep(&mut self.faults, &self.dir)?;
+        // What this writer made ready goes too (the next write makes it again), unreported.
+        let own: BTreeSet<String> = self
+            .next
+            .iter()
+            .flat_map(|n| [n.version.clone(), DATA_TMP.to_string()])
+            .chain(self.spares.iter().map(|k| spare_name(k)))
+            .collect();
+        self.forget_next();
+        let (mut removed, after_switch) = fs::sweep(&mut self.faults, &self.dir)?;
+        removed.retain(|name| !own.contains(name));
         if after_switch {
             self.resync = true;
         }
@@ -337,26 +385,32 @@ impl Writer {
     ///    on any error nothing is touched.
     /// 2. `old = readlink(DIR/..data)` (missing on the first write) and its files (cached
     ///    from the last write while `..data` still names it, else read from disk). A
-    ///    dangling `..data`, or one pointing elsewhere, counts as no snapshot.
+    ///    dangling `..data`, or one pointing elsewhere, counts as no snapshot. A writer
+    ///    whose last write succeeded knows all this and reads nothing but the names of new
+    ///    keys.
     /// 3. Every file exists in `old` with the same bytes, its link is in place and nothing
     ///    must go: return [`Outcome::Unchanged`] (only reads, no modifying syscall, no
     ///    inotify event). Once after an interrupted switch ([`Writer::sweep`]) or a failed
     ///    rename, every key counts as changed.
     /// 4. Make `DIR/..YYYY_MM_DD_HH_MM_SS.<9-digit nanos><8 hex>` (0755, UTC) and put every
     ///    file in it (0644): a file whose bytes equal the old version's is hard-linked from
-    ///    it, else (or if linking fails) written. On any error from here to the switch the
+    ///    it, else (or if linking fails) written. With the next version ready (made after
+    ///    the last write), it is that directory: each changed file's hard link is replaced
+    ///    by the new file, new files written, removed ones unlinked. On any error from here to the switch the
     ///    new version directory and the links made in step 5 are removed and the old
     ///    snapshot stays as it was.
     /// 5. For each new key: `symlink("..data/KEY", DIR/KEY)` (dangling until the switch; a
     ///    name in the way that is not our link is replaced through `..link_tmp` + rename).
     /// 6. `symlink(<version>, DIR/..data_tmp)`, `rename` over `DIR/..data`: the one atomic
-    ///    switch.
+    ///    switch (`..data_tmp` is there already for the next version made ready).
     /// 7. For each key whose bytes changed and each new key, in [`xds::rename_order`]:
-    ///    `symlink("..data/KEY", DIR/..link_tmp)`, `rename` over `DIR/KEY` (the
+    ///    the key's spare link `..link.KEY`, or `symlink("..data/KEY", DIR/..link_tmp)`,
+    ///    `rename` over `DIR/KEY` (the
     ///    `IN_MOVED_TO` that plain Envoy `path:` subscriptions wait for; a new key needs it
     ///    too, since a subscription may still watch that name from an earlier snapshot).
     /// 8. Unlink the links of removed keys.
     /// 9. Remove the old version directory.
+    /// 10. Make the next version ready ([`next`]); a failure there fails nothing.
     ///
     /// With fsync on, files and the version directory are synced before step 6 and the
     /// snapshot directory after steps 6 and 9. The snapshot directory is created when
@@ -391,36 +445,93 @@ impl Writer {
         }
     }
 
+    /// [`write_steps`](Writer::write_steps), then: after a write, the next version made
+    /// ready ([`prepare`](Writer::prepare)); after an error, nothing trusted any more.
+    fn write_given(&mut self, given: Given<'_>, record: Option<&[u8]>) -> Result<Outcome, Error> {
+        let result = self.write_steps(given, record);
+        match &result {
+            Ok(Outcome::Written { .. }) => {
+                self.trusted = true;
+                self.prepare();
+            }
+            Ok(Outcome::Unchanged) => self.trusted = true,
+            Err(_) => {
+                self.trusted = false;
+                self.discard_next();
+            }
+        }
+        result
+    }
+
     /// The numbered steps of [`write`](Writer::write), each one call. Before the switch an
     /// error goes through one rollback path ([`abort`](Writer::abort)); after it, every
-    /// remaining step runs and the first error is returned.
-    fn write_given(&mut self, given: Given<'_>, record: Option<&[u8]>) -> Result<Outcome, Error> {
+    /// remaining step runs and the first error is returned. With the next version ready
+    /// (and the directory trusted), step 4 writes only the changed files into it and step
+    /// 6 is one rename.
+    fn write_steps(&mut self, given: Given<'_>, record: Option<&[u8]>) -> Result<Outcome, Error> {
         let files = given.files();
         // 1. Validate everything before touching anything.
         check_files(&self.dir, files)?;
-        if self.needs_sweep && fs::sweep(&mut self.faults, &self.dir).is_ok() {
-            self.needs_sweep = false;
+        if self.needs_sweep {
+            self.forget_next();
+            if fs::sweep(&mut self.faults, &self.dir).is_ok() {
+                self.needs_sweep = false;
+            }
         }
-        // 2. The current version and its files, and which keys' links are in place.
-        self.load_current()?;
+        // 2. The current version and its files, and which keys' links are in place: known
+        // when trusted, else read.
+        if !self.trusted {
+            self.load_current()?;
+        }
         if let Some(key) = self.one_change(files, record) {
+            self.discard_next();
             return self.replace_one(given, key);
         }
-        let linked = fs::our_links(&self.dir, files)?;
+        // Trusted, the current keys' links are in place; a new key's name is still looked
+        // at (something put there is never replaced).
+        let linked = match (&self.last, self.trusted) {
+            (Some(c), true) => {
+                let (kept, new): (Vec<&str>, Vec<&str>) = files
+                    .keys()
+                    .map(String::as_str)
+                    .partition(|k| c.files.contains_key(*k));
+                let mut linked = fs::our_links_of(&self.dir, new.into_iter())?;
+                linked.extend(kept);
+                linked
+            }
+            _ => fs::our_links(&self.dir, files)?,
+        };
         // 3. The plan. Nothing to do: touch nothing.
         let Plan::Write(steps) = self.plan(linked, files, record) else {
             self.resync = false;
             return Ok(Outcome::Unchanged);
         };
-        // 4. The new version directory, every file in it.
-        let (version, vdir) = fs::make_version_dir(&mut self.faults, &mut self.rng, &self.dir)?;
+        // 4. The new version directory, every file in it: the one made ready, or a new one.
+        let fast = self.next_is_ready();
+        let (version, vdir) = match fast {
+            true => self.take_next(),
+            false => {
+                self.discard_next();
+                fs::make_version_dir(&mut self.faults, &mut self.rng, &self.dir)?
+            }
+        };
         let mut linked_new = Vec::new();
-        let switched = self
-            .write_version(&vdir, &steps.same, files, record)
+        let filled = match fast {
+            true => self.fill_next(&vdir, &steps.same, files, record),
+            false => self.write_version(&vdir, &steps.same, files, record),
+        };
+        let switched = filled
             // 5. Links of new keys, before the switch.
             .and_then(|()| self.link_new_keys(&steps.link, &mut linked_new))
             // 6. The switch.
-            .and_then(|()| self.switch(&version));
+            .and_then(|()| match fast {
+                true => fs::rename_into(
+                    &mut self.faults,
+                    &self.dir.join(DATA_TMP),
+                    &self.dir.join(DATA),
+                ),
+                false => self.switch(&version),
+            });
         if let Err(e) = switched {
             self.abort(&vdir, &linked_new);
             return Err(e);
@@ -476,7 +587,8 @@ impl Writer {
             }
         }
         let key = changed?;
-        fs::is_our_link(&self.dir, key).ok()?.then(|| key.clone())
+        let ours = self.trusted || fs::is_our_link(&self.dir, key).ok()?;
+        ours.then(|| key.clone())
     }
 
     /// The one-file path: one key's new bytes replace its file inside the current version,
@@ -637,14 +749,17 @@ impl Writer {
         }
     }
 
-    /// Step 7: a fresh link renamed over each key in `keys`, in that order. Every key is
-    /// tried; after a failure the next write renames every key.
+    /// Step 7: the key's spare link (else a fresh link) renamed over each key in `keys`, in
+    /// that order. Every key is tried; after a failure the next write renames every key.
     fn rename_changed(&mut self, keys: &[&str]) -> Result<(), Error> {
         let mut first = Ok(());
         let tmp = self.dir.join(LINK_TMP);
         for key in keys {
             let link = self.dir.join(key);
-            let renamed = fs::place_link(&mut self.faults, &tmp, &link_target(key), &link);
+            let renamed = match self.spares.remove(*key) {
+                true => fs::rename_into(&mut self.faults, &self.dir.join(spare_name(key)), &link),
+                false => fs::place_link(&mut self.faults, &tmp, &link_target(key), &link),
+            };
             first = first.and(renamed);
         }
         self.resync = first.is_err();
@@ -775,6 +890,11 @@ fn is_version_name(name: &[u8]) -> bool {
         && tail
             .iter()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+/// `..link.KEY`, the spare link of KEY.
+fn spare_name(key: &str) -> String {
+    format!("{SPARE_LINK}{key}")
 }
 
 /// `..data/KEY`, the target of every key link.

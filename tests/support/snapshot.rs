@@ -51,18 +51,29 @@ pub fn data_target(dir: &Path) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
-/// The version directories (`..<timestamp>`) in `dir`, sorted; none when it is missing.
+/// The version directories (`..<timestamp>`) in `dir`, sorted, but the next one the
+/// writer made ready ([`next_version`]); none when `dir` is missing.
 pub fn versions(dir: &Path) -> Vec<String> {
+    let next = next_version(dir);
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("..2"))
+                .filter(|n| n.starts_with("..2") && Some(n) != next.as_ref())
                 .collect()
         })
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The version directory the writer made ready for its next write: what `..data_tmp`
+/// names, when `..data` does not.
+pub fn next_version(dir: &Path) -> Option<String> {
+    let next = std::fs::read_link(dir.join("..data_tmp"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())?;
+    (Some(&next) != data_target(dir).as_ref()).then_some(next)
 }
 
 /// Checks the layout invariants: `..data -> ..<version>` (relative, a directory), every

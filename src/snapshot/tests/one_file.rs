@@ -2,6 +2,7 @@
 //! current version): what it does and does not take, and a kill or a failure at each of
 //! its modifying syscalls.
 
+use super::faults::write_with_fault;
 use super::*;
 
 /// A snapshot of `n` files `f000`… with `x` in each, and `f007` holding `seven`.
@@ -98,7 +99,7 @@ fn the_one_file_path_killed_or_failing_at_every_step() {
             w.replace_from = 2;
             w.write(&old).unwrap();
             let version = fs::read_link(dir.join(DATA)).unwrap();
-            let before = layout(dir);
+            let before = kept(dir);
             let cds = link_ino(&dir.join("cds.json")).0;
             let Some(result) = write_with_fault(&mut w, &new, at, kill) else {
                 break;
@@ -116,7 +117,7 @@ fn the_one_file_path_killed_or_failing_at_every_step() {
             if seen == old {
                 assert!(!renamed, "at {at}: the link renamed before the file");
                 if !kill {
-                    assert_eq!(layout(dir), before, "failed at {at}");
+                    assert_eq!(kept(dir), before, "failed at {at}");
                 }
             }
             if kill {
