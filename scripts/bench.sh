@@ -5,7 +5,9 @@
 # when updates come seconds apart (paired A/B: the shipped binary twice, or against the build
 # named by BENCH_SPACED_B), a fleet of loaders on one API emulator, and a label selection of
 # 1,000 ConfigMaps among 5,000 (one-shot, first snapshot, memory, one update among them, with
-# the same keys from one named ConfigMap beside it) (README, section "Performance"). Everything runs against the
+# the same keys from one named ConfigMap beside it), and the writer's critical path against
+# the naive floor (open, write, close, rename), paired, with its syscalls counted by strace
+# (README, section "Performance"). Everything runs against the
 # Kubernetes API emulator over TLS on loopback.
 #
 # It builds what it needs: the static musl binary through scripts/build-static.sh when that
@@ -55,7 +57,14 @@ LOADER_B=$(realpath "${BENCH_SPACED_B:-$LOADER_BIN}")
 export LOADER_BIN LOADER_B
 size=$(stat -c %s "$LOADER_BIN")
 
-benches=(json coldstart propagation memory spaced fleet selection)
+benches=(json coldstart propagation critical memory spaced fleet selection)
+# bench-critical counts the syscalls of an update with strace.
+if ! command -v strace >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  say "installing strace (Debian's package) for bench-critical"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -qq strace >/dev/null 2>&1 || say "strace could not be installed; syscalls not counted"
+fi
 say "building the benchmark programs"
 examples=()
 for b in "${benches[@]}"; do examples+=(--example "bench-$b"); done

@@ -255,7 +255,8 @@ impl Admin {
             },
         )
         .map_err(failed)?;
-        let mut response = http::read_response(&mut stream, false).map_err(failed)?;
+        // by value, as the API client reads: one copy of the reader's code
+        let mut response = http::read_response(stream, false).map_err(failed)?;
         let body = response.read_body(MAX_STATS_BYTES).map_err(failed)?;
         if response.head.status != 200 {
             return Err(Unread::Failed(format!(

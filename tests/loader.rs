@@ -107,6 +107,14 @@ fn onetime_writes_every_key_and_exits_0() {
         std::fs::read_link(out.join("lds.yaml")).unwrap().to_str(),
         Some("..data/lds.yaml")
     );
+    // one write: nothing made ready for a next one (the sidecar would only sweep it)
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("..") && n != "..data" && n != "..lock")
+        .collect();
+    assert_eq!(names, vec![data_target(&out).unwrap()], "{names:?}");
 }
 
 #[test]

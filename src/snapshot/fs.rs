@@ -370,6 +370,7 @@ fn read_version_modes(vdir: &Path) -> Result<(Files, Option<u32>), Error> {
 
 /// Step 4: a fresh version directory, 0755 whatever the umask. Creates the snapshot
 /// directory when missing.
+#[inline(never)] // called for a write and for the next version: one copy
 pub(super) fn make_version_dir(
     fx: &mut Faults,
     rng: &mut Rng,

@@ -232,8 +232,11 @@ pub struct Writer {
     trusted: bool,
     /// The next version, made ready after a write ([`next`]).
     next: Option<Next>,
-    /// The keys whose spare link [`SPARE_LINK`]`KEY` is in place.
-    spares: BTreeSet<String>,
+    /// Whether to make the next version ready at all (not for a single write).
+    ready_next: bool,
+    /// The keys whose spare link [`SPARE_LINK`]`KEY` is in place (a few: snapshots under
+    /// [`REPLACE_FROM_FILES`] files).
+    spares: Vec<String>,
 }
 
 /// A version directory made ready for the next write: a hard link of every file (and the
@@ -283,7 +286,8 @@ impl Writer {
             replace_from: REPLACE_FROM_FILES,
             trusted: false,
             next: None,
-            spares: BTreeSet::new(),
+            ready_next: true,
+            spares: Vec::new(),
         }
     }
 
@@ -314,6 +318,13 @@ impl Writer {
         self.fsync = on;
     }
 
+    /// Whether each write makes the next version ready ([`next`]; on by default). A
+    /// process that writes once (`-onetime`) turns it off: what it made ready would only
+    /// be swept by the next start.
+    pub fn set_ready_next(&mut self, on: bool) {
+        self.ready_next = on;
+    }
+
     /// The permission bits of every file of a snapshot (like the kubelet's `defaultMode`;
     /// default 0644), whatever the umask. A snapshot whose files have other bits is written
     /// anew at the next write, with no key renamed.
@@ -339,7 +350,7 @@ impl Writer {
     /// leftover cannot be removed.
     pub fn sweep(&mut self) -> Result<Vec<String>, Error> {
         // What this writer made ready goes too (the next write makes it again), unreported.
-        let own: BTreeSet<String> = self
+        let own: Vec<String> = self
             .next
             .iter()
             .flat_map(|n| [n.version.clone(), DATA_TMP.to_string()])
@@ -756,7 +767,8 @@ impl Writer {
         let tmp = self.dir.join(LINK_TMP);
         for key in keys {
             let link = self.dir.join(key);
-            let renamed = match self.spares.remove(*key) {
+            let spare = self.spares.iter().position(|k| k == key);
+            let renamed = match spare.map(|i| self.spares.swap_remove(i)).is_some() {
                 true => fs::rename_into(&mut self.faults, &self.dir.join(spare_name(key)), &link),
                 false => fs::place_link(&mut self.faults, &tmp, &link_target(key), &link),
             };

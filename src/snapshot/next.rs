@@ -88,13 +88,13 @@ impl Writer {
     /// After a write: the next version made ready from the current one, and a spare link
     /// for each key (those of keys gone removed). A failure leaves no next version.
     pub(super) fn prepare(&mut self) {
-        let Some(cur) = self.last.as_ref() else {
+        let Some(cur) = self.last.as_ref().filter(|_| self.ready_next) else {
             return;
         };
         let keys: Vec<String> = cur.files.keys().cloned().collect();
         let (version, has_record) = (cur.version.clone(), cur.record.is_some());
         if keys.len() >= self.replace_from {
-            self.trim_spares(&BTreeSet::new());
+            self.trim_spares(&[]);
             return;
         }
         let Ok((name, vdir)) = fs::make_version_dir(&mut self.faults, &mut self.rng, &self.dir)
@@ -122,27 +122,33 @@ impl Writer {
             version: name,
             of: version,
         });
-        let keep: BTreeSet<String> = keys
+        let keep: Vec<String> = keys
             .into_iter()
             .filter(|k| k.len() <= SPARE_KEY_MAX)
             .collect();
-        let missing: Vec<String> = keep.difference(&self.spares).cloned().collect();
-        for key in &missing {
-            let link = self.dir.join(spare_name(key));
-            if fs::make_link_tmp(&mut self.faults, &link_target(key), &link).is_ok() {
-                self.spares.insert(key.clone());
+        self.trim_spares(&keep);
+        for key in keep
+            .into_iter()
+            .filter(|k| !self.spares.contains(k))
+            .collect::<Vec<_>>()
+        {
+            let link = self.dir.join(spare_name(&key));
+            if fs::make_link_tmp(&mut self.faults, &link_target(&key), &link).is_ok() {
+                self.spares.push(key);
             }
         }
-        self.trim_spares(&keep);
     }
 
     /// The spare links of keys not in `keep` removed.
-    fn trim_spares(&mut self, keep: &BTreeSet<String>) {
-        let gone: Vec<String> = self.spares.difference(keep).cloned().collect();
-        for key in gone {
-            self.spares.remove(&key);
-            let link = self.dir.join(spare_name(&key));
-            self.needs_sweep |= !fs::remove_if_link(&mut self.faults, &link);
+    fn trim_spares(&mut self, keep: &[String]) {
+        let spares = std::mem::take(&mut self.spares);
+        for key in spares {
+            if keep.contains(&key) {
+                self.spares.push(key);
+            } else {
+                let link = self.dir.join(spare_name(&key));
+                self.needs_sweep |= !fs::remove_if_link(&mut self.faults, &link);
+            }
         }
     }
 

@@ -775,6 +775,7 @@ impl Sink {
         let mut w = Writer::new(&cfg.output_dir);
         w.set_fsync(cfg.fsync);
         w.set_file_mode(cfg.file_mode);
+        w.set_ready_next(cfg.mode != Mode::OneTime);
         w.lock().map_err(|e| format!("write: {e}"))?;
         let swept = w.sweep().map_err(|e| format!("write: {e}"))?;
         if !swept.is_empty() {

@@ -21,7 +21,7 @@ use crate::health::METRICS;
 use crate::log;
 use crate::snapshot::{Files, Outcome, Writer};
 use crate::xds::{self, Phase, Types};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,8 +42,8 @@ pub struct Acks {
     /// since: the outage is logged once, at its start.
     outage: bool,
     /// The files on disk Envoy has not acknowledged (rejected, or written while it could
-    /// not be asked or did not answer), with the types they name.
-    unconfirmed: BTreeMap<String, Types>,
+    /// not be asked or did not answer).
+    unconfirmed: Vec<String>,
 }
 
 impl Acks {
@@ -56,7 +56,7 @@ impl Acks {
         Acks {
             admin: Admin::new(at),
             outage: false,
-            unconfirmed: BTreeMap::new(),
+            unconfirmed: Vec::new(),
         }
     }
 
@@ -127,7 +127,7 @@ impl Acks {
         at: (usize, usize),
     ) {
         for key in phase.keys.iter().filter(|k| !merged.contains_key(*k)) {
-            self.unconfirmed.remove(key);
+            self.unconfirmed.retain(|k| k != key);
         }
         let before = match before {
             None => return,
@@ -206,9 +206,9 @@ impl Acks {
                     ],
                 );
                 METRICS.envoy_rejected(key);
-                self.unconfirmed.insert(key.clone(), types);
+                self.unconfirm(key);
             } else {
-                self.unconfirmed.remove(key);
+                self.unconfirmed.retain(|k| k != key);
             }
         }
         if clean {
@@ -248,12 +248,18 @@ impl Acks {
                 ],
             );
         }
-        for key in &phase.keys {
-            if let Some(content) = merged.get(key) {
-                self.unconfirmed.insert(key.clone(), Types::of(content));
-            }
+        for key in phase.keys.iter().filter(|k| merged.contains_key(*k)) {
+            self.unconfirm(key);
         }
         METRICS.envoy_in_sync(self.unconfirmed.is_empty());
+    }
+}
+
+impl Acks {
+    fn unconfirm(&mut self, key: &str) {
+        if !self.unconfirmed.iter().any(|k| k == key) {
+            self.unconfirmed.push(key.to_string());
+        }
     }
 }
 
