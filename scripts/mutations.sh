@@ -59,7 +59,7 @@ if [ "${1:-}" = "--cargo-mutants" ]; then
   run kube+sync "$kube_shards" src/kube/mod.rs src/kube/decode.rs src/sync/mod.rs src/sync/reflector.rs src/sync/state.rs \
     -- --lib --test loader --test faults --test promises \
     -E 'not test(=a_silent_connection_with_default_flags_is_replaced_within_150_s)' 
-  run snapshot "$snap_shards" src/snapshot/mod.rs src/snapshot/plan.rs src/snapshot/fs.rs src/bytes.rs \
+  run snapshot "$snap_shards" src/snapshot/mod.rs src/snapshot/plan.rs src/snapshot/fs.rs src/snapshot/next.rs src/bytes.rs \
     -- --lib
   exit 0
 fi

@@ -97,14 +97,19 @@ pub struct ApiServer {
     pub base_path: String,
 }
 
+/// `HOST:PORT` as a `Host` header says it: IPv6 literals in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 impl ApiServer {
     /// The `Host` header value: IPv6 literals in brackets, the port always present.
     pub fn host_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        host_port(&self.host, self.port)
     }
 }
 
@@ -129,11 +134,7 @@ pub struct EnvoyAdmin {
 impl EnvoyAdmin {
     /// The `Host` header value: IPv6 literals in brackets.
     pub fn host_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        host_port(&self.host, self.port)
     }
 }
 

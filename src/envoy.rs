@@ -42,6 +42,11 @@ impl Counters {
     fn refused(&self) -> u64 {
         self.rejected + self.failure
     }
+
+    /// Every attempt has its outcome.
+    fn concluded(&self) -> bool {
+        self.attempt == self.success + self.refused()
+    }
 }
 
 /// One reading of Envoy's stats: each subscription (by its stat prefix) with its type.
@@ -119,10 +124,7 @@ impl Stats {
     fn settled(&self) -> bool {
         self.warming_clusters == 0
             && self.warming_listeners == 0
-            && self
-                .subscriptions
-                .values()
-                .all(|(_, c)| c.attempt == c.success + c.refused())
+            && self.subscriptions.values().all(|(_, c)| c.concluded())
     }
 
     /// Nothing in flight, and Envoy has never refused a file since it started: everything
@@ -153,7 +155,7 @@ pub enum Verdict {
 /// rejections or failures than before.
 pub fn verdict(before: &Stats, now: &Stats, types: Types, reloads: Types) -> Verdict {
     let subscribed = before.subscribed().with(now.subscribed());
-    let wanted = Types::EACH
+    let mut wanted = Types::EACH
         .iter()
         .map(|(t, _)| *t)
         .filter(|t| reloads.meets(*t) && subscribed.meets(*t));
@@ -176,18 +178,10 @@ pub fn verdict(before: &Stats, now: &Stats, types: Types, reloads: Types) -> Ver
     let in_flight = now
         .subscriptions
         .values()
-        .any(|(t, c)| types.meets(*t) && c.attempt != c.success + c.refused());
-    let mut all_moved = true;
-    for t in wanted {
-        all_moved &= moved.meets(t);
-    }
-    if all_moved && warm && !in_flight {
+        .any(|(t, c)| types.meets(*t) && !c.concluded());
+    if wanted.all(|t| moved.meets(t)) && warm && !in_flight {
         Verdict::Taken {
-            refused: Types::EACH
-                .iter()
-                .map(|(t, _)| *t)
-                .filter(|t| types.meets(*t) && refused.meets(*t))
-                .fold(Types::NONE, Types::with),
+            refused: types.and(refused),
         }
     } else {
         Verdict::Pending

@@ -96,6 +96,11 @@ impl Types {
         Types(self.0 | other.0)
     }
 
+    /// The types in both sets.
+    pub fn and(self, other: Types) -> Types {
+        Types(self.0 & other.0)
+    }
+
     /// `Cluster,ClusterLoadAssignment`-style names, providers first; empty for none.
     pub fn names(self) -> String {
         let names: Vec<&str> = Types::EACH

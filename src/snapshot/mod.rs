@@ -373,12 +373,18 @@ impl Writer {
     /// directory name, dangles, or its version holds more than [`MAX_FILES`] files or
     /// [`MAX_BYTES`] bytes.
     pub fn current(&self) -> Result<Option<Files>, Error> {
+        Ok(self.current_shared()?.map(Arc::unwrap_or_clone))
+    }
+
+    /// [`current`](Writer::current), sharing the files this writer last wrote or read
+    /// instead of copying them.
+    pub fn current_shared(&self) -> Result<Option<Arc<Files>>, Error> {
         let data = self.dir.join(DATA);
         match fs::read_data_link(&data)? {
             None => Ok(None),
             Some(DataLink::Version(name)) => match &self.last {
-                Some(c) if c.version == name => Ok(Some(Files::clone(&c.files))),
-                _ => fs::read_version(&self.dir.join(name)).map(Some),
+                Some(c) if c.version == name => Ok(Some(Arc::clone(&c.files))),
+                _ => fs::read_version(&self.dir.join(name)).map(|f| Some(Arc::new(f))),
             },
             Some(DataLink::Other(target)) => Err(err(
                 "read link",

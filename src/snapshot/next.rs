@@ -3,7 +3,7 @@
 //! record), `..data_tmp` already naming it, and a spare link `..link.KEY -> ..data/KEY`
 //! per key. The next write then replaces only the files that changed inside it, switches
 //! with one rename and renames each changed key's spare link: for an update of one key,
-//! `open`, `write`, `close` and four renames in all, where the naive writer makes
+//! `unlink`, `open`, `write`, `close` and two renames in all, where the naive writer makes
 //! `open`, `write`, `close`, `rename`.
 //!
 //! Only for snapshots under [`REPLACE_FROM_FILES`](super::REPLACE_FROM_FILES) files
@@ -39,9 +39,9 @@ impl Writer {
         (next, path)
     }
 
-    /// Step 4 into the next version `vdir`: each changed file replaces its hard link (a new
-    /// file renamed over it), each new one is written, each removed one unlinked, and the
-    /// record replaced when it differs; with fsync on, `vdir` synced.
+    /// Step 4 into the next version `vdir`: each changed file replaces its hard link (the
+    /// link unlinked, the new file created), each new one is written, each removed one
+    /// unlinked, and the record replaced when it differs; with fsync on, `vdir` synced.
     pub(super) fn fill_next(
         &mut self,
         vdir: &Path,

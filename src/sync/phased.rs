@@ -71,19 +71,16 @@ impl Acks {
         since: Instant,
         write: &mut WriteFn<'_>,
     ) -> Result<Outcome, String> {
-        let old = w.current().ok().flatten().unwrap_or_default();
+        let old = w.current_shared().ok().flatten().unwrap_or_default();
         let old_record = w.current_record().ok().flatten().unwrap_or_default();
         let phases = xds::phases(&old, &merged);
         let n = phases.len();
-        if n <= 1 {
-            let before = self.before(phases.first());
-            let outcome = write(w, merged.clone(), &record, None)?;
-            if let Some(phase) = phases.first() {
-                self.wait(before, phase, &merged, since, (1, 1));
-            }
-            return Ok(outcome);
+        if n == 0 {
+            // no file changed (the record may have): one write, nothing to acknowledge
+            return write(w, merged, &record, None);
         }
-        let mut files = old;
+        // the snapshot of the phases so far, copied from the old one for an update of several
+        let mut files: Option<Files> = None;
         let mut applied = BTreeSet::new();
         let mut outcome = Outcome::Unchanged;
         for (i, phase) in phases.iter().enumerate() {
@@ -91,6 +88,7 @@ impl Acks {
             let (snapshot, rec) = if last {
                 (merged.clone(), record.clone())
             } else {
+                let files = files.get_or_insert_with(|| Files::clone(&old));
                 for key in &phase.keys {
                     match merged.get(key) {
                         Some(v) => files.insert(key.clone(), v.clone()),
@@ -98,11 +96,12 @@ impl Acks {
                     };
                     applied.insert(key.as_str());
                 }
-                let rec = blend_record(&old_record, &record, &applied, &files);
+                let rec = blend_record(&old_record, &record, &applied, files);
                 (Arc::new(files.clone()), rec)
             };
             let before = self.before(Some(phase));
-            outcome = write(w, snapshot, &rec, Some((i + 1, n)))?;
+            // an update of one phase is logged as any other write
+            outcome = write(w, snapshot, &rec, (n > 1).then_some((i + 1, n)))?;
             self.wait(before, phase, &merged, since, (i + 1, n));
         }
         Ok(outcome)
@@ -192,11 +191,7 @@ impl Acks {
             };
             let types = Types::of(content);
             if types.meets(refused) {
-                let named = Types::EACH
-                    .iter()
-                    .map(|(t, _)| *t)
-                    .filter(|t| types.meets(*t) && refused.meets(*t))
-                    .fold(Types::NONE, Types::with);
+                let named = types.and(refused);
                 log::error(
                     "envoy rejected the file; it keeps running what it had",
                     &[

@@ -29,6 +29,18 @@ pub(super) fn write_with_fault(
     None
 }
 
+/// A writer that has written `old` into `dir`: the same one, its next version ready, or
+/// (`fresh`) a new one after a restart's sweep, which reads the directory first.
+fn after_writing(dir: &Path, old: &Files, fresh: bool) -> Writer {
+    let mut w = Writer::new(dir);
+    w.write(old).unwrap();
+    if fresh {
+        w = Writer::new(dir);
+        w.sweep().unwrap();
+    }
+    w
+}
+
 /// Kills the writer after each modifying syscall in turn: what is left on disk must be
 /// the old or the new complete snapshot, readable through every link, and a fresh
 /// process's sweep + write must converge (renaming what the killed one may not have).
@@ -50,77 +62,71 @@ fn killed_at_every_step_leaves_a_complete_snapshot() {
     ]);
     let order = ["cert.pem", "cds.json", "lds.yaml"];
     let mut points = 0;
-    // A writer with the next version ready (fast), and a fresh one after a restart.
-    for (fresh, at) in [false, true]
-        .into_iter()
-        .flat_map(|f| (0..200).map(move |at| (f, at)))
-    {
-        let t = TempDir::new("kill");
-        let dir = t.path();
-        let mut w = Writer::new(dir);
-        w.write(&old).unwrap();
-        if fresh {
-            w = Writer::new(dir);
-            w.sweep().unwrap();
-        }
-        let old_version = fs::read_link(dir.join(DATA)).unwrap();
-        let inodes: BTreeMap<&str, u64> = order
-            .iter()
-            .map(|k| (*k, link_ino(&dir.join(k)).0))
-            .collect();
-        let Some(result) = write_with_fault(&mut w, &new, at, true) else {
-            continue;
-        };
-        points += 1;
-        // Killed while it made the next version ready: the write itself was done.
-        let done = result.is_ok();
-
-        // The next process.
-        let mut next = Writer::new(dir);
-        let seen = next.current().unwrap().unwrap();
-        assert!(seen == old || seen == new, "killed at {at}: {seen:?}");
-        assert!(!done || seen == new, "killed at {at}: Ok, yet {seen:?}");
-        for (key, bytes) in &seen {
-            assert_eq!(
-                &fs::read(dir.join(key)).unwrap(),
-                bytes,
-                "killed at {at}: {key}"
-            );
-        }
-        let renamed: Vec<&str> = order
-            .iter()
-            .copied()
-            .filter(|k| link_ino(&dir.join(k)).0 != inodes[k])
-            .collect();
-        if seen == old {
-            assert!(
-                renamed.is_empty(),
-                "killed at {at}: renamed {renamed:?} before the switch"
-            );
-        } else {
-            assert_eq!(
-                renamed,
-                order[..renamed.len()],
-                "killed at {at}: rename order"
-            );
-        }
-        let old_left = dir.join(&old_version).exists();
-        next.sweep().unwrap();
-        assert_converged(dir, &seen, &[]);
-        let out = next.write(&new).unwrap();
-        assert_converged(dir, &new, &[]);
-        if seen == new && old_left {
-            let Outcome::Written { changed, .. } = &out else {
-                panic!("killed at {at} after the switch: {out:?}")
+    // A writer with its next version ready, and a fresh one after a restart.
+    for fresh in [false, true] {
+        for at in 0.. {
+            let t = TempDir::new("kill");
+            let dir = t.path();
+            let mut w = after_writing(dir, &old, fresh);
+            let old_version = fs::read_link(dir.join(DATA)).unwrap();
+            let inodes: BTreeMap<&str, u64> = order
+                .iter()
+                .map(|k| (*k, link_ino(&dir.join(k)).0))
+                .collect();
+            let Some(result) = write_with_fault(&mut w, &new, at, true) else {
+                break;
             };
-            for key in order {
-                assert!(
-                    changed.iter().any(|c| c == key),
-                    "killed at {at}: {key} not renamed"
+            points += 1;
+            // Killed while it made the next version ready: the write itself was done.
+            let done = result.is_ok();
+
+            // The next process.
+            let mut next = Writer::new(dir);
+            let seen = next.current().unwrap().unwrap();
+            assert!(seen == old || seen == new, "killed at {at}: {seen:?}");
+            assert!(!done || seen == new, "killed at {at}: Ok, yet {seen:?}");
+            for (key, bytes) in &seen {
+                assert_eq!(
+                    &fs::read(dir.join(key)).unwrap(),
+                    bytes,
+                    "killed at {at}: {key}"
                 );
             }
+            let renamed: Vec<&str> = order
+                .iter()
+                .copied()
+                .filter(|k| link_ino(&dir.join(k)).0 != inodes[k])
+                .collect();
+            if seen == old {
+                assert!(
+                    renamed.is_empty(),
+                    "killed at {at}: renamed {renamed:?} before the switch"
+                );
+            } else {
+                assert_eq!(
+                    renamed,
+                    order[..renamed.len()],
+                    "killed at {at}: rename order"
+                );
+            }
+            let old_left = dir.join(&old_version).exists();
+            next.sweep().unwrap();
+            assert_converged(dir, &seen, &[]);
+            let out = next.write(&new).unwrap();
+            assert_converged(dir, &new, &[]);
+            if seen == new && old_left {
+                let Outcome::Written { changed, .. } = &out else {
+                    panic!("killed at {at} after the switch: {out:?}")
+                };
+                for key in order {
+                    assert!(
+                        changed.iter().any(|c| c == key),
+                        "killed at {at}: {key} not renamed"
+                    );
+                }
+            }
+            assert_eq!(next.write(&new).unwrap(), Outcome::Unchanged);
         }
-        assert_eq!(next.write(&new).unwrap(), Outcome::Unchanged);
     }
     assert!(points > 40, "only {points} kill points");
 }
@@ -143,44 +149,39 @@ fn failure_at_every_step_rolls_back_or_converges() {
         ("eds-b.yaml", EDS2),
     ]);
     let mut points = 0;
-    for (fresh, at) in [false, true]
-        .into_iter()
-        .flat_map(|f| (0..200).map(move |at| (f, at)))
-    {
-        let t = TempDir::new("fail");
-        let dir = t.path();
-        let mut w = Writer::new(dir);
-        w.write(&old).unwrap();
-        if fresh {
-            w = Writer::new(dir);
-            w.sweep().unwrap();
-        }
-        let before = kept(dir);
-        let Some(result) = write_with_fault(&mut w, &new, at, false) else {
-            continue;
-        };
-        points += 1;
-        match result {
-            // Only a failed hard link is absorbed (the file is written instead).
-            Ok(_) => {
-                assert_converged(dir, &new, &[]);
-            }
-            Err(e) => {
-                assert!(e.to_string().contains("injected fault"), "{e}");
-                let seen = w.current().unwrap().unwrap();
-                if seen == old {
-                    assert_eq!(kept(dir), before, "failed at {at}: {e}");
-                } else {
-                    assert_eq!(seen, new, "failed at {at}");
+    // A writer with its next version ready, and a fresh one after a restart.
+    for fresh in [false, true] {
+        for at in 0.. {
+            let t = TempDir::new("fail");
+            let dir = t.path();
+            let mut w = after_writing(dir, &old, fresh);
+            let before = kept(dir);
+            let Some(result) = write_with_fault(&mut w, &new, at, false) else {
+                break;
+            };
+            points += 1;
+            match result {
+                // Only a failed hard link is absorbed (the file is written instead).
+                Ok(_) => {
+                    assert_converged(dir, &new, &[]);
                 }
-                let out = w.write(&new).unwrap();
-                if seen == old {
-                    assert!(matches!(out, Outcome::Written { .. }), "{out:?}");
+                Err(e) => {
+                    assert!(e.to_string().contains("injected fault"), "{e}");
+                    let seen = w.current().unwrap().unwrap();
+                    if seen == old {
+                        assert_eq!(kept(dir), before, "failed at {at}: {e}");
+                    } else {
+                        assert_eq!(seen, new, "failed at {at}");
+                    }
+                    let out = w.write(&new).unwrap();
+                    if seen == old {
+                        assert!(matches!(out, Outcome::Written { .. }), "{out:?}");
+                    }
+                    assert_converged(dir, &new, &[]);
                 }
-                assert_converged(dir, &new, &[]);
             }
+            assert_eq!(w.write(&new).unwrap(), Outcome::Unchanged);
         }
-        assert_eq!(w.write(&new).unwrap(), Outcome::Unchanged);
     }
     assert!(points > 30, "only {points} failure points");
 }
