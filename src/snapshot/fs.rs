@@ -11,7 +11,7 @@
 
 use super::{
     err, is_version_name, is_version_ref, link_target, show_key, validate_key, version_name,
-    Current, Error, Files, DATA, DATA_TMP, DIR_MODE, FILE_MODE, LINK_TMP, LOCK, MAX_BYTES,
+    Current, Error, Files, BLANK, DATA, DATA_TMP, DIR_MODE, FILE_MODE, LINK_TMP, LOCK, MAX_BYTES,
     MAX_FILES, RECORD, REPLACE_TMP, SPARE_LINK,
 };
 use crate::backoff::Rng;
@@ -141,6 +141,14 @@ pub(super) fn sweep(fx: &mut Faults, dir: &Path) -> Result<(Vec<String>, bool), 
             // A key's next link, left between the switch (or a file replaced in place) and
             // its rename: some keys' renames may be missing.
             after_switch |= bytes == LINK_TMP.as_bytes();
+            fx.gate()
+                .and_then(|()| remove_file_if_present(&path))
+                .map_err(|e| err("remove", &path, e))?;
+        } else if bytes == BLANK.as_bytes() {
+            // The empty file made ready for the next write (made again after it).
+            if !kind.is_file() {
+                continue;
+            }
             fx.gate()
                 .and_then(|()| remove_file_if_present(&path))
                 .map_err(|e| err("remove", &path, e))?;
@@ -484,6 +492,48 @@ pub(super) fn write_file(
         file.set_permissions(Permissions::from_mode(mode))
             .map_err(|e| err("chmod", path, e))?;
     }
+    if fsync {
+        file.sync_all().map_err(|e| err("fsync", path, e))?;
+    }
+    Ok(())
+}
+
+/// The [`BLANK`] file `path`: empty, with permission bits `mode` (one in the way, left by
+/// a failed write, is replaced). False when it could not be made.
+pub(super) fn make_blank(fx: &mut Faults, path: &Path, mode: u32) -> bool {
+    let create = |fx: &mut Faults| {
+        fx.gate().and_then(|()| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(path)
+        })
+    };
+    let made = match create(fx) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            remove_file_gated(fx, path) && create(fx).is_ok()
+        }
+        other => other.is_ok(),
+    };
+    made && (!umask_strips(mode) || fs::set_permissions(path, Permissions::from_mode(mode)).is_ok())
+}
+
+/// Step 4 into the next version: `bytes` written into `path`, the [`BLANK`] file renamed
+/// there (empty, its mode the one asked): opened, not created.
+pub(super) fn write_into(
+    fx: &mut Faults,
+    path: &Path,
+    bytes: &[u8],
+    fsync: bool,
+) -> Result<(), Error> {
+    let mut file = fx
+        .gate()
+        .and_then(|()| OpenOptions::new().write(true).open(path))
+        .map_err(|e| err("open", path, e))?;
+    fx.gate()
+        .and_then(|()| file.write_all(bytes))
+        .map_err(|e| err("write", path, e))?;
     if fsync {
         file.sync_all().map_err(|e| err("fsync", path, e))?;
     }

@@ -91,6 +91,11 @@ pub const REPLACE_FROM_FILES: usize = 64;
 pub const SPARE_LINK: &str = "..link.";
 /// The longest key with a spare link (a file name is at most 255 bytes).
 pub const SPARE_KEY_MAX: usize = 255 - SPARE_LINK.len();
+/// An empty file made ready after a write beside the spare links (with the next version):
+/// the next write renames it over the first changed file's hard link in the next version
+/// and writes into it, so that no inode is allocated between "asked" and "switched" (on
+/// ext4, a new inode's allocation is most of a file's creation).
+pub const BLANK: &str = "..blank";
 /// A file inside each version directory for the caller's own record of the version (which
 /// object each key came from): a name no key can take, invisible to readers of `DIR/KEY`.
 pub const RECORD: &str = "..objects";
@@ -237,6 +242,8 @@ pub struct Writer {
     /// The keys whose spare link [`SPARE_LINK`]`KEY` is in place (a few: snapshots under
     /// [`REPLACE_FROM_FILES`] files).
     spares: Vec<String>,
+    /// The permission bits of the [`BLANK`] file in place, if one is.
+    blank: Option<u32>,
 }
 
 /// A version directory made ready for the next write: a hard link of every file (and the
@@ -288,6 +295,7 @@ impl Writer {
             next: None,
             ready_next: true,
             spares: Vec::new(),
+            blank: None,
         }
     }
 
@@ -335,7 +343,7 @@ impl Writer {
     /// Start-up sweep of what a killed predecessor left: a stale `..data_tmp` and
     /// `..link_tmp` (when links), version directories `..<timestamp>.<hex>` that `..data`
     /// does not point to (among them a next version made ready), spare links `..link.KEY`,
-    /// and key links `NAME -> ..data/NAME` that dangle. Creates the
+    /// a [`BLANK`] file, and key links `NAME -> ..data/NAME` that dangle. Creates the
     /// directory (0755, with its parents) when missing. Never touches other names: plain
     /// files, directories, or links that do not point to `..data/<their own name>`.
     ///
@@ -355,6 +363,7 @@ impl Writer {
             .iter()
             .flat_map(|n| [n.version.clone(), DATA_TMP.to_string()])
             .chain(self.spares.iter().map(|k| spare_name(k)))
+            .chain(self.blank.map(|_| BLANK.to_string()))
             .collect();
         self.forget_next();
         let (mut removed, after_switch) = fs::sweep(&mut self.faults, &self.dir)?;
@@ -413,7 +422,8 @@ impl Writer {
     ///    file in it (0644): a file whose bytes equal the old version's is hard-linked from
     ///    it, else (or if linking fails) written. With the next version ready (made after
     ///    the last write), it is that directory: each changed file's hard link is replaced
-    ///    by the new file, new files written, removed ones unlinked. On any error from here to the switch the
+    ///    by the new file (the first one the [`BLANK`] file, renamed over it and written
+    ///    into), new files written, removed ones unlinked. On any error from here to the switch the
     ///    new version directory and the links made in step 5 are removed and the old
     ///    snapshot stays as it was.
     /// 5. For each new key: `symlink("..data/KEY", DIR/KEY)` (dangling until the switch; a

@@ -1,10 +1,12 @@
 //! The next version, made ready after each write, off the path from "asked" to "switched":
 //! a version directory holding a hard link of every file of the current one (and its
-//! record), `..data_tmp` already naming it, and a spare link `..link.KEY -> ..data/KEY`
-//! per key. The next write then replaces only the files that changed inside it, switches
-//! with one rename and renames each changed key's spare link: for an update of one key,
-//! `unlink`, `open`, `write`, `close` and two renames in all, where the naive writer makes
-//! `open`, `write`, `close`, `rename`.
+//! record), `..data_tmp` already naming it, a spare link `..link.KEY -> ..data/KEY` per
+//! key, and an empty file [`BLANK`](super::BLANK). The next write then replaces only the
+//! files that changed inside it (the first by renaming the blank file over its hard link
+//! and writing into it: no inode is allocated on the way), switches with one rename and
+//! renames each changed key's spare link: for an update of one key, `rename`, `open`,
+//! `write`, `close` and two renames in all, where the naive writer makes `open`, `write`,
+//! `close`, `rename`.
 //!
 //! Only for snapshots under [`REPLACE_FROM_FILES`](super::REPLACE_FROM_FILES) files
 //! (larger ones take the one-file path, which needs no new version). Whatever fails here
@@ -15,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use super::{fs, link_target, spare_name, Next, Writer, DATA_TMP, RECORD, REPLACE_TMP};
-use super::{Error, Files, SPARE_KEY_MAX};
+use super::{Error, Files, BLANK, SPARE_KEY_MAX};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -39,9 +41,10 @@ impl Writer {
         (next, path)
     }
 
-    /// Step 4 into the next version `vdir`: each changed file replaces its hard link (the
-    /// link unlinked, the new file created), each new one is written, each removed one
-    /// unlinked, and the record replaced when it differs; with fsync on, `vdir` synced.
+    /// Step 4 into the next version `vdir`: each changed file replaces its hard link and
+    /// each new one is written (the first of them into the blank file, renamed there; the
+    /// others created, a hard link unlinked first), each removed one unlinked, and the
+    /// record replaced when it differs; with fsync on, `vdir` synced.
     pub(super) fn fill_next(
         &mut self,
         vdir: &Path,
@@ -56,6 +59,13 @@ impl Writer {
         let (mode, fsync, tmp) = (self.file_mode, self.fsync, vdir.join(REPLACE_TMP));
         for (key, bytes) in files.iter().filter(|(k, _)| !same.contains(k.as_str())) {
             let dst = vdir.join(key);
+            if self.blank.take_if(|m| *m == mode).is_some() {
+                // The blank file takes the hard link's name (the current version keeps the
+                // file): no inode is made here.
+                fs::rename_into(&mut self.faults, &self.dir.join(BLANK), &dst)?;
+                fs::write_into(&mut self.faults, &dst, bytes, fsync)?;
+                continue;
+            }
             if old.contains_key(key) {
                 // The hard link goes (the current version keeps the file), a new file comes:
                 // on ext4 cheaper than a new file renamed over it.
@@ -85,8 +95,9 @@ impl Writer {
         Ok(())
     }
 
-    /// After a write: the next version made ready from the current one, and a spare link
-    /// for each key (those of keys gone removed). A failure leaves no next version.
+    /// After a write: the next version made ready from the current one, a spare link for
+    /// each key (those of keys gone removed), and the blank file. A failure leaves no next
+    /// version.
     pub(super) fn prepare(&mut self) {
         let Some(cur) = self.last.as_ref().filter(|_| self.ready_next) else {
             return;
@@ -95,6 +106,7 @@ impl Writer {
         let (version, has_record) = (cur.version.clone(), cur.record.is_some());
         if keys.len() >= self.replace_from {
             self.trim_spares(&[]);
+            self.remove_blank();
             return;
         }
         let Ok((name, vdir)) = fs::make_version_dir(&mut self.faults, &mut self.rng, &self.dir)
@@ -127,6 +139,14 @@ impl Writer {
             .filter(|k| k.len() <= SPARE_KEY_MAX)
             .collect();
         self.trim_spares(&keep);
+        if self.blank.is_some_and(|m| m != self.file_mode) {
+            self.remove_blank();
+        }
+        if self.blank.is_none()
+            && fs::make_blank(&mut self.faults, &self.dir.join(BLANK), self.file_mode)
+        {
+            self.blank = Some(self.file_mode);
+        }
         for key in keep
             .into_iter()
             .filter(|k| !self.spares.contains(k))
@@ -152,6 +172,13 @@ impl Writer {
         }
     }
 
+    /// The [`BLANK`] file removed, if there is one.
+    fn remove_blank(&mut self) {
+        if self.blank.take().is_some() {
+            self.needs_sweep |= !fs::remove_file_gated(&mut self.faults, &self.dir.join(BLANK));
+        }
+    }
+
     /// The next version removed (a write that cannot use it, or failed). A failure to
     /// remove it leaves it to the sweep before the next write.
     pub(super) fn discard_next(&mut self) {
@@ -167,5 +194,6 @@ impl Writer {
     pub(super) fn forget_next(&mut self) {
         self.next = None;
         self.spares.clear();
+        self.blank = None;
     }
 }

@@ -80,8 +80,8 @@ fn layout(dir: &Path) -> BTreeMap<String, Node> {
 }
 
 /// Takes out of `got` what a write makes ready for the next one: `..data_tmp` and the
-/// version it names (unless `..data` names it too), and the spare links `..link.KEY ->
-/// ..data/KEY`. Returns the version made ready, if any.
+/// version it names (unless `..data` names it too), the spare links `..link.KEY ->
+/// ..data/KEY`, and the empty [`BLANK`] file. Returns the version made ready, if any.
 fn strip_ready(got: &mut BTreeMap<String, Node>) -> Option<String> {
     let current = match got.get(DATA) {
         Some(Node::Link(v)) => Some(v.clone()),
@@ -91,6 +91,9 @@ fn strip_ready(got: &mut BTreeMap<String, Node>) -> Option<String> {
         Some(key) => *node != Node::Link(format!("..data/{key}")),
         None => true,
     });
+    if got.get(BLANK) == Some(&Node::File(Vec::new())) {
+        got.remove(BLANK);
+    }
     let Some(Node::Link(next)) = got.remove(DATA_TMP) else {
         return None;
     };
@@ -669,8 +672,10 @@ fn sweep_of_a_newer_orphan_forces_nothing() {
     symlink("..data/new.yaml", dir.join("new.yaml")).unwrap();
     let mut w = Writer::new(dir);
     let removed = w.sweep().unwrap();
-    // and what the first writer made ready: its next version, ..data_tmp, a spare link
-    assert_eq!(removed.len(), 5, "{removed:?}");
+    // and what the first writer made ready: its next version, ..data_tmp, a spare link,
+    // the blank file
+    assert_eq!(removed.len(), 6, "{removed:?}");
+    assert!(removed.iter().any(|n| n == BLANK), "{removed:?}");
     assert!(removed
         .iter()
         .any(|n| n == "..2999_01_01_00_00_00.000000000deadbeef"));
@@ -815,12 +820,13 @@ fn write_failure_removes_the_partial_version() {
     let before = kept(&dir);
     let long_key = "k".repeat(60);
     let v2 = files(&[("a", b"1"), (long_key.as_str(), b"2")]);
+    // The new key's file is the blank one, renamed into the next version.
     let e = w.write(&v2).unwrap_err();
-    assert_eq!(e.op, "create", "{e}");
+    assert_eq!(e.op, "rename", "{e}");
     assert_eq!(e.source.raw_os_error(), Some(36), "{e}");
     assert!(e
         .to_string()
-        .starts_with(&format!("create {}/..", dir.display())));
+        .starts_with(&format!("rename {}/..", dir.display())));
     assert_eq!(kept(&dir), before);
     assert_eq!(w.current().unwrap(), Some(v1.clone()));
     assert_eq!(w.write(&v1).unwrap(), Outcome::Unchanged);

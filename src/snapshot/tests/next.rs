@@ -22,7 +22,11 @@ fn an_update_switches_to_the_version_made_ready() {
     assert_converged(dir, &v1, &[]);
     let spare = dir.join(format!("{SPARE_LINK}cds.json"));
     let spare_ino = link_ino(&spare).0;
-    // One key changed: written into the version made ready, its spare link renamed.
+    let blank = fs::symlink_metadata(dir.join(BLANK)).expect("a blank file made ready");
+    assert!(blank.is_file() && blank.len() == 0, "{blank:?}");
+    assert_eq!(blank.permissions().mode() & 0o7777, 0o644);
+    // One key changed: written into the version made ready (into the blank file, which
+    // takes its name), its spare link renamed.
     let v2 = files(&[("lds.yaml", LDS), ("cds.json", CDS2), ("eds-a.yaml", EDS)]);
     let out = w.write(&v2).unwrap();
     assert!(
@@ -34,11 +38,18 @@ fn an_update_switches_to_the_version_made_ready() {
         spare_ino,
         "the spare link renamed"
     );
+    assert_eq!(
+        link_ino(&dir.join(&next).join("cds.json")).0,
+        blank.ino(),
+        "the changed file is the blank one"
+    );
     assert_ne!(
         ready(dir).as_deref(),
         Some(next.as_str()),
         "a new one made ready"
     );
+    let again = fs::symlink_metadata(dir.join(BLANK)).expect("a new blank file");
+    assert!(again.len() == 0 && again.ino() != blank.ino());
     assert_converged(dir, &v2, &[]);
     // Unchanged files stay hard links of one inode across versions.
     let ino = |p: &Path| fs::metadata(p).unwrap().ino();
@@ -83,6 +94,7 @@ fn a_large_snapshot_or_a_fresh_writer_has_no_next_version() {
     let mut w = Writer::new(dir);
     w.write(&big).unwrap();
     assert_eq!(ready(dir), None, "the one-file path needs none");
+    assert!(!dir.join(BLANK).exists(), "nor a blank file");
     assert_converged(dir, &big, &[]);
     let small = files(&[("lds.yaml", LDS)]);
     w.write(&small).unwrap();
