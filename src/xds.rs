@@ -25,9 +25,11 @@ const XDS_RANKS: [(&[u8], u8); 7] = [
 
 const CLUSTER_RANK: u8 = 3;
 const LISTENER_RANK: u8 = 5;
+const LISTENERS_OR_CLUSTERS: u8 = 1 << LISTENER_RANK | 1 << CLUSTER_RANK;
 
-/// The ranks (bit `1 << rank`) of the xDS types that `content` names in code.
-fn ranks_named(content: &[u8]) -> u8 {
+/// The ranks (bit `1 << rank`) of the xDS types that `content` names in code; the scan
+/// ends at the first type whose bit is in `enough` (0: it reads the whole content).
+fn ranks_named(content: &[u8], enough: u8) -> u8 {
     let name_byte = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.';
     let mut ranks = 0u8;
     for at in CodeMatches::new(content, b"/envoy.") {
@@ -37,13 +39,16 @@ fn ranks_named(content: &[u8]) -> u8 {
                 ranks |= 1 << r;
             }
         }
+        if ranks & enough != 0 {
+            break;
+        }
     }
     ranks
 }
 
 /// The highest rank of the xDS types a file's content names, 0 when it names none.
 pub fn xds_rank(content: &[u8]) -> u8 {
-    match ranks_named(content) {
+    match ranks_named(content, 0) {
         0 => 0,
         ranks => 7 - ranks.leading_zeros() as u8,
     }
@@ -54,7 +59,7 @@ pub fn xds_rank(content: &[u8]) -> u8 {
 /// listener / cluster".
 pub fn carries_listeners_or_clusters(content: &[u8]) -> bool {
     CodeMatches::new(content, b"resources").next().is_some()
-        && ranks_named(content) & (1 << LISTENER_RANK | 1 << CLUSTER_RANK) != 0
+        && ranks_named(content, LISTENERS_OR_CLUSTERS) & LISTENERS_OR_CLUSTERS != 0
 }
 
 /// A set of xDS resource types: what a file names, what Envoy must acknowledge.
@@ -80,7 +85,7 @@ impl Types {
     /// The types `content` names in code (rank 4 counts as routes: RouteConfiguration,
     /// ScopedRouteConfiguration, VirtualHost).
     pub fn of(content: &[u8]) -> Types {
-        Types(ranks_named(content))
+        Types(ranks_named(content, 0))
     }
 
     pub fn is_empty(self) -> bool {

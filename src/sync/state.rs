@@ -530,15 +530,17 @@ impl Held {
 /// resources may be gone from `next` (`None`: every key goes) or carry none there.
 fn guard(last: &Files, next: Option<&Files>) -> Result<(), Refused> {
     for (key, old) in last.iter() {
-        if !xds::carries_listeners_or_clusters(old) {
+        let new = next.map(|n| n.get(key));
+        // An unchanged file is compared, not read for its types (a large one costs a scan).
+        if new.flatten().is_some_and(|new| bytes::same_bytes(old, new))
+            || !xds::carries_listeners_or_clusters(old)
+        {
             continue;
         }
-        let why = match next.map(|n| n.get(key)) {
+        let why = match new {
             None => "it carried Listener or Cluster resources and would be gone as its object leaves the selection, which makes Envoy remove them, or refuse to start",
             Some(None) => "it carried Listener or Cluster resources and would be gone, which makes Envoy remove them, or refuse to start",
-            Some(Some(new))
-                if !bytes::same_bytes(old, new) && !xds::carries_listeners_or_clusters(new) =>
-            {
+            Some(Some(new)) if !xds::carries_listeners_or_clusters(new) => {
                 "it carried Listener or Cluster resources and would carry none, which makes Envoy remove them all"
             }
             Some(Some(_)) => continue,
