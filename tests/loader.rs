@@ -700,6 +700,7 @@ fn modes_are_0755_and_0644_or_the_file_mode_whatever_the_umask() {
             .arg("umask \"$1\" && shift && exec \"$@\"")
             .arg("sh")
             .arg(umask)
+            .args(loader_runner())
             .arg(loader_bin())
             .args(&a)
             .stderr(std::process::Stdio::null())
@@ -936,7 +937,10 @@ fn onetime_retries_what_is_transient_and_fails_at_once_on_what_is_not() {
     let (code, took, log, _) = run(&["-onetime-timeout", "3s"], "gave-up");
     emu.set_down(false);
     assert_eq!(code, Some(1), "{log}");
-    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+    assert!(
+        took < scaled(Duration::from_secs(10)),
+        "gave up after {took:?}"
+    );
     let line = log
         .lines()
         .find(|l| l.contains("level=error"))
@@ -952,7 +956,7 @@ fn onetime_retries_what_is_transient_and_fails_at_once_on_what_is_not() {
     let (code, took, log, _) = run(&[], "forbidden");
     assert_eq!(code, Some(1), "{log}");
     assert!(
-        took < Duration::from_secs(2),
+        took < scaled(Duration::from_secs(2)),
         "a 403 fails at once: {took:?}"
     );
     let errors: Vec<&str> = log
