@@ -99,9 +99,10 @@ fn one_padded_event(line: usize) -> (u64, bool, String) {
     let emu = emu();
     emu.apply("default", "envoy", &[("k", "0")]);
     let (tmp, token, out) = workdir("huge");
-    // The whole line is due before the watch's read deadline, which follows its timeout
-    // (2 s natively): under emulation sending and reading 64 MiB takes longer.
-    let timeout = format!("{}ms", scaled(Duration::from_secs(2)).as_millis());
+    // The whole line is due before the watch's read deadline, which follows its timeout:
+    // one long enough for a slow machine (or qemu) to send and read 64 MiB, and that no
+    // watch reaches its end within the test, so that a re-watch means a refused line.
+    let timeout = format!("{}s", scaled(Duration::from_secs(30)).as_secs());
     let a = envoy_args(&emu, &token, &out).watch(&timeout);
     let l = Loader::start(&tmp, &a);
     converges(&l, &out, &[("k", "0")]);
