@@ -221,6 +221,13 @@ fn watch_follows_updates_adds_removes_and_skips_no_ops() {
     assert_eq!(read_text(&out), text(&[("a.yaml", "1c"), ("c.yaml", "3")]));
     emu.apply("default", "envoy", &[("d.yaml", "4")]);
     converges_within(T, &l, &out, &[("d.yaml", "4")]);
+    // the old version goes after the switch, before the log line of that write
+    assert!(
+        wait_until(T, || l.log().matches("snapshot written").count()
+            == writes + 2),
+        "{}",
+        l.log()
+    );
     assert_eq!(versions(&out).len(), 1, "old versions removed");
     assert_ne!(data_target(&out), before, "the later changes were written");
     assert_requests_are_what_a_server_allows(&emu, &["envoy"], 3);
