@@ -27,7 +27,9 @@
 # binary (panic locations) are remapped to fixed prefixes: the source directory to /src,
 # the target directory to /target, the cargo home (where the crates' sources are) to /cargo
 # and the toolchain to /toolchain. SOURCE_DATE_EPOCH (the commit's time, unless set) is
-# exported for any tool that would stamp a time; nothing in the binary carries one.
+# exported: gcc and clang take __DATE__ and __TIME__ from it, so no C file can stamp the
+# build's time (nothing in the binary carries a time today). The cc crate tracks it, so a
+# new commit rebuilds ring's C code and relinks (about 1 min per architecture).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
