@@ -32,12 +32,12 @@ cat target/envoy-e2e-report.txt
 echo "== arm64 (scripts/test-arm64.sh): the unit and emulator tests built for aarch64, under qemu"
 scripts/test-arm64.sh
 
-echo "== the artifact: static binaries (x86_64, aarch64), SBOM, multi-arch FROM-scratch image, reproducibility, Kubernetes manifests"
+echo "== the artifact: static binaries (x86_64, aarch64), SBOM, multi-arch FROM-scratch image, Kubernetes manifests, reproducibility"
 scripts/build-static.sh
 scripts/test-sbom.sh
 scripts/test-image.sh
-scripts/test-reproducible.sh
 scripts/test-manifests.sh
+scripts/test-reproducible.sh
 
 echo "== the demo (scripts/demo.sh): a canary adding a cluster and its route in one update, no request failed"
 scripts/demo.sh
