@@ -10,7 +10,7 @@
 # (README, section "Performance"). Everything runs against the
 # Kubernetes API emulator over TLS on loopback.
 #
-# It builds what it needs: the static musl binary through scripts/build-static.sh when that
+# It builds what it needs: the static x86_64 musl binary through scripts/build-static.sh when that
 # works (else the release glibc binary, as the table then says), and the benchmark programs (Cargo examples under tests/bench/). A full run takes a few minutes and writes the table,
 # with the date, the machine and the binary, to tests/bench/RESULTS.md and into README.md
 # between the bench markers. BENCH_QUICK=1 is a short smoke run with small counts; its table
@@ -35,9 +35,10 @@ load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
 static_line=""
 mkdir -p "$TARGET_DIR/bench"
 if [ -x scripts/build-static.sh ]; then
-  say "building the static binary (scripts/build-static.sh)"
-  # No size gate here: the size is one of the budgets measured below.
-  if out=$(SIZE_BUDGET=999999999999 scripts/build-static.sh); then
+  say "building the static binary (scripts/build-static.sh --arch x86_64)"
+  # No size gate here: the size is one of the budgets measured below. Only the binary this
+  # machine runs natively; its line is the last.
+  if out=$(SIZE_BUDGET=999999999999 scripts/build-static.sh --arch x86_64); then
     static_line=$(printf '%s\n' "$out" | tail -n 1)
   else
     say "scripts/build-static.sh failed; measuring the glibc build instead"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the project, on a fresh machine too: installs what the tests need
-# (a real Envoy 1.40 into .envoy/, the musl target for the static build), then runs the
-# unit tests, the integration tests against the Kubernetes API emulator, the end-to-end
-# tests with Envoy, the artifact checks, and the tier against a real kube-apiserver (built
-# once per machine from Debian's source package, then reused).
+# (a real Envoy 1.40 into .envoy/; the musl targets, clang and binutils-aarch64-linux-gnu for
+# the static builds; qemu-user-static for arm64; buildah; cyclonedx-python-lib into
+# target/python/), then runs the unit tests, the integration tests against the Kubernetes
+# API emulator, the end-to-end tests with Envoy, the same unit and emulator tests built for
+# arm64 under qemu, the artifact checks (both static binaries, the SBOM against its schema,
+# the multi-arch image, reproducibility), the demo, and the tier against a real
+# kube-apiserver (built once per machine from Debian's source package, then reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -26,10 +29,15 @@ REQUIRE_ENVOY=1 cargo test --all-targets
 echo "== what Envoy did (tests/envoy_e2e.rs)"
 cat target/envoy-e2e-report.txt
 
-echo "== the artifact: static binary, FROM-scratch image, Kubernetes manifests"
+echo "== arm64 (scripts/test-arm64.sh): the unit and emulator tests built for aarch64, under qemu"
+scripts/test-arm64.sh
+
+echo "== the artifact: static binaries (x86_64, aarch64), SBOM, multi-arch FROM-scratch image, Kubernetes manifests, reproducibility"
 scripts/build-static.sh
+scripts/test-sbom.sh
 scripts/test-image.sh
 scripts/test-manifests.sh
+scripts/test-reproducible.sh
 
 echo "== the demo (scripts/demo.sh): a canary adding a cluster and its route in one update, no request failed"
 scripts/demo.sh

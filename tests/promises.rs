@@ -327,14 +327,14 @@ fn poll_mode_lists_every_sync_interval_and_healthz_allows_two_intervals_and_a_mi
             "configmap default/envoy: polls {g:?} apart at -sync-interval {D:?}: {gaps:?}"
         );
         assert!(
-            *g <= D.mul_f64(1.05) + Duration::from_secs(1),
+            *g <= D.mul_f64(1.05) + scaled(Duration::from_secs(1)),
             "configmap default/envoy: polls {g:?} apart at -sync-interval {D:?}: {gaps:?}"
         );
     }
     gaps.sort();
     let median = gaps[gaps.len() / 2];
     assert!(
-        median <= D.mul_f64(1.05) + Duration::from_millis(100),
+        median <= D.mul_f64(1.05) + scaled(Duration::from_millis(100)),
         "configmap default/envoy: median gap between polls {median:?} at -sync-interval {D:?}: {gaps:?}"
     );
 
@@ -523,7 +523,7 @@ fn the_health_server_caps_connections_bounds_request_heads_and_answers_exact_cod
         "the 17th connection to {addr}"
     );
     assert!(
-        t17.elapsed() < Duration::from_secs(1),
+        t17.elapsed() < scaled(Duration::from_secs(1)),
         "the probe with {CAP} idle connections to {addr} took {:?}",
         t17.elapsed()
     );
@@ -600,7 +600,7 @@ fn the_health_server_caps_connections_bounds_request_heads_and_answers_exact_cod
         "8192 bytes without the end of a head on {addr}"
     );
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < scaled(Duration::from_secs(1)),
         "431 on {addr} after {:?}",
         t.elapsed()
     );
@@ -670,7 +670,7 @@ fn the_watch_safety_net_check_relists_only_when_something_differs() {
         // jittered in [0.9, 1.1] s; the watch between two checks lasts whole seconds
         let gap = w[1] - w[0];
         assert!(
-            (Duration::from_millis(850)..Duration::from_millis(3500)).contains(&gap),
+            (Duration::from_millis(850)..scaled(Duration::from_millis(3500))).contains(&gap),
             "configmap default/envoy: safety-net checks {gap:?} apart at -sync-interval 1s"
         );
     }
@@ -700,7 +700,7 @@ fn the_watch_safety_net_check_relists_only_when_something_differs() {
     let queries: Vec<&str> = lists.iter().map(|r| r.query.as_str()).collect();
     // The first check after the change finds it, and a consistent list follows at once.
     assert!(
-        matches!(&lists[..], [c, r, ..] if cached(c) && consistent(r) && r.at - c.at < Duration::from_secs(1)),
+        matches!(&lists[..], [c, r, ..] if cached(c) && consistent(r) && r.at - c.at < scaled(Duration::from_secs(1))),
         "configmap default/envoy: want a list with resourceVersion=0, then at once a consistent list: {queries:?}"
     );
     assert_eq!(
@@ -795,7 +795,7 @@ fn two_hundred_slow_clients_do_not_keep_a_probe_from_its_answer() {
         times[times.len() / 2]
     );
     assert!(
-        worst < Duration::from_secs(1),
+        worst < scaled(Duration::from_secs(1)),
         "the slowest of 40 probes among 200 slow clients took {worst:?}"
     );
     assert!(

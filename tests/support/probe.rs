@@ -6,9 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::process::Loader;
+use super::process::{scaled, Loader};
 
-/// Patience for the loader to announce its health server.
+/// Patience for the loader to announce its health server (times [`scaled`]'s factor).
 const PATIENCE: Duration = Duration::from_secs(15);
 
 /// One request on its own connection to the loader's -listen address: the whole answer, or
@@ -46,7 +46,11 @@ pub fn get(addr: &str, path: &str) -> (u16, String) {
 
 /// The address the loader serves on, from its log.
 pub fn listen_addr(l: &Loader) -> String {
-    assert!(l.wait_log("serving /readyz", PATIENCE), "{}", l.log());
+    assert!(
+        l.wait_log("serving /readyz", scaled(PATIENCE)),
+        "{}",
+        l.log()
+    );
     let log = l.log();
     let line = log.lines().find(|l| l.contains("serving /readyz")).unwrap();
     line.split("addr=").nth(1).unwrap().trim().to_string()

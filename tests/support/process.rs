@@ -5,7 +5,7 @@
 //! that exits leaves none behind) and on drop. Nothing here reads the loader's output
 //! directory.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -41,6 +41,18 @@ pub fn loader_bin() -> PathBuf {
     }
 }
 
+/// The program, with its arguments, that runs the loader binary: `$LOADER_RUNNER` split at
+/// spaces, for a binary of another architecture (scripts/test-arm64.sh sets it to
+/// `qemu-aarch64-static`, which cargo also runs the test binaries with); empty when unset,
+/// and the binary is started itself.
+pub fn loader_runner() -> Vec<OsString> {
+    std::env::var("LOADER_RUNNER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(OsString::from)
+        .collect()
+}
+
 /// The loader with `args`, stdin from /dev/null, and none of the environment it would read
 /// a default from (in-cluster API server address, namespace); stdout and stderr are the
 /// caller's to set.
@@ -48,9 +60,17 @@ pub fn loader_command<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Com
     command_for(&loader_bin(), args)
 }
 
-/// [`loader_command`] for another build of the loader, `bin`.
+/// [`loader_command`] for another build of the loader, `bin` (through [`loader_runner`]).
 pub fn command_for<S: AsRef<OsStr>>(bin: &Path, args: impl IntoIterator<Item = S>) -> Command {
-    let mut cmd = Command::new(bin);
+    let runner = loader_runner();
+    let mut cmd = match runner.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.args(args)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("KUBERNETES_SERVICE_PORT")
@@ -167,6 +187,26 @@ impl Drop for Loader {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How many times slower than natively the loader and the tests may run: `$TEST_TIME_SCALE`
+/// (a factor of at least 1; scripts/test-arm64.sh sets it for the arm64 build under
+/// qemu-user), else 1. A test scales with [`scaled`] the bounds that say how fast something
+/// happens, never those that say how long something must wait (a `Retry-After`, a timeout
+/// the loader must honour).
+pub fn time_scale() -> f64 {
+    match std::env::var("TEST_TIME_SCALE") {
+        Err(_) => 1.0,
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(f) if f >= 1.0 && f.is_finite() => f,
+            _ => panic!("TEST_TIME_SCALE={v:?}: want a number of at least 1"),
+        },
+    }
+}
+
+/// `d` times [`time_scale`]: an upper bound on how long the loader may take.
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(time_scale())
 }
 
 /// Polls `cond` every 5 ms until it holds or `timeout` passes (in a benchmark: for set-up,

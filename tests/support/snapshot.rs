@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::process::{wait_until, Loader};
+use super::process::{scaled, wait_until, Loader};
 
-/// Patience for what [`converges`] waits for.
+/// Patience for what [`converges`] waits for (times [`scaled`]'s factor).
 const PATIENCE: Duration = Duration::from_secs(15);
 
 /// The files a reader sees through the top-level names (following the links).
@@ -144,7 +144,7 @@ pub fn assert_files_within(within: Duration, l: &Loader, out: &Path, want: &[(&s
 /// A write switches `..data` first and unlinks the names it removed after, so a reader may
 /// see the new files while a removed name still dangles: the wait is for both.
 pub fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
-    converges_within(PATIENCE, l, out, want)
+    converges_within(scaled(PATIENCE), l, out, want)
 }
 
 /// [`converges`] with its own patience.
