@@ -7,7 +7,6 @@
 #
 #   --lib, tests/emulator_selftest.rs, tests/loader.rs, tests/faults.rs, tests/promises.rs,
 #   tests/selection.rs, tests/operations.rs, tests/json_differential.rs
-#   (but the one test of faults.rs that waits 91 s for a timer: natively only)
 #
 # Not here, x86_64 only: tests/envoy_e2e.rs (Envoy is an x86_64 program here),
 # tests/real_apiserver.rs (the kube-apiserver built for this machine), tests/layout.rs (reads
@@ -19,7 +18,7 @@
 # and binutils-aarch64-linux-gnu (ring's C and assembly, its archive) and qemu-user-static
 # (qemu-aarch64-static) with apt-get. Prints cargo's test output and the time the tier took
 # (build and run): about 5 min 15 s on 2 cores from clean, 1 min 40 s of it building.
-# Arguments go on to the test programs (e.g. a test name filter).
+# Arguments go on to cargo test (e.g. a test name filter after --).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -67,10 +66,7 @@ tests=(--lib --test emulator_selftest --test loader --test faults --test promise
 
 cargo test --locked --target "$TARGET" "${tests[@]}" --no-run
 built=$(date +%s)
-# One test waits out the 90 s silence bound of the default flags, a timer that nothing of
-# the architecture touches: it runs natively only, which keeps 65 s out of this tier.
-cargo test --locked --target "$TARGET" "${tests[@]}" -- \
-  --skip a_silent_connection_with_default_flags_is_replaced_within_150_s "$@"
+cargo test --locked --target "$TARGET" "${tests[@]}" "$@"
 done=$(date +%s)
 
 # The loader the tests started must really be aarch64: a host binary would prove nothing.
