@@ -17,7 +17,7 @@
 # not). Installs what is missing: the Rust target aarch64-unknown-linux-musl (rustup); clang
 # and binutils-aarch64-linux-gnu (ring's C and assembly, its archive) and qemu-user-static
 # (qemu-aarch64-static) with apt-get. Prints cargo's test output and the time the tier took
-# (build and run): about 5 min 15 s on 2 cores from clean, 1 min 40 s of it building.
+# (build and run): about 4 min on 2 cores from clean, 50 s of it building.
 # Arguments go on to cargo test (e.g. a test name filter after --).
 set -euo pipefail
 cd "$(dirname "$0")/.."
