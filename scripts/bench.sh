@@ -96,7 +96,12 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 took=$(( $(date +%s) - started ))
 shown=${LOADER_BIN#"$(realpath "$TARGET_DIR")/"}
-header="Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`scripts/bench.sh\`$([ -n "$QUICK" ] && echo ' (BENCH_QUICK=1: small counts)') in ${took} s on $(nproc) CPUs ($cpu), $mem, Linux $(uname -r), $(rustc --version | cut -d ' ' -f 1-2); load average ${load_before} before, ${load_after} after. Loader: $binary, \`target/${shown}\`, $(group "$size") bytes."
+# The columns B of bench-spaced: the loader itself unless BENCH_SPACED_B named another build.
+spaced_b=""
+if [ "$LOADER_B" != "$LOADER_BIN" ]; then
+  spaced_b=" bench-spaced's B: \`${BENCH_SPACED_B}\`, $(group "$(stat -c %s "$LOADER_B")") bytes."
+fi
+header="Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`scripts/bench.sh\`$([ -n "$QUICK" ] && echo ' (BENCH_QUICK=1: small counts)') in ${took} s on $(nproc) CPUs ($cpu), $mem, Linux $(uname -r), $(rustc --version | cut -d ' ' -f 1-2); load average ${load_before} before, ${load_after} after. Loader: $binary, \`target/${shown}\`, $(group "$size") bytes.$spaced_b"
 table=$(printf '%s\n\n| Section | Measure | Value | Budget | Result |\n|---|---|---|---|---|\n%s\n' "$header" "$(cat "$rows")")
 
 echo
