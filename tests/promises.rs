@@ -651,10 +651,10 @@ fn the_watch_safety_net_check_relists_only_when_something_differs() {
         emu.requests().into_iter().filter(|r| r.at >= t).collect()
     };
 
-    // Nothing differs: three checks from the watch cache, and no consistent list.
+    // Nothing differs: four checks from the watch cache, and no consistent list.
     let t0 = Instant::now();
     assert!(
-        wait_until(T, || since(t0).iter().filter(|r| cached(r)).count() >= 3),
+        wait_until(T, || since(t0).iter().filter(|r| cached(r)).count() >= 4),
         "configmap default/envoy: safety-net checks since the first snapshot: {:?}",
         since(t0).iter().map(|r| &r.query).collect::<Vec<_>>()
     );
@@ -666,14 +666,19 @@ fn the_watch_safety_net_check_relists_only_when_something_differs() {
         steady.iter().map(|r| &r.query).collect::<Vec<_>>()
     );
     let checks: Vec<Instant> = steady.iter().filter(|r| cached(r)).map(|r| r.at).collect();
-    for w in checks.windows(2) {
-        // jittered in [0.9, 1.1] s; the watch between two checks lasts whole seconds
-        let gap = w[1] - w[0];
-        assert!(
-            (Duration::from_millis(850)..scaled(Duration::from_millis(3500))).contains(&gap),
-            "configmap default/envoy: safety-net checks {gap:?} apart at -sync-interval 1s"
-        );
-    }
+    // Jittered in [0.9, 1.1] s, and the watch between two checks lasts whole seconds: the
+    // checks come 1 or 2 s apart. Never sooner; the typical gap (the median) within 2.2 s,
+    // and even one delayed by a busy machine far from the 60 s a check tied to the watch's
+    // own end would take.
+    let mut gaps: Vec<Duration> = checks.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    let median = gaps.get(gaps.len() / 2).copied().unwrap_or_default();
+    assert!(
+        gaps.iter().all(|g| (Duration::from_millis(850)..scaled(Duration::from_secs(10))).contains(g))
+            && median < scaled(Duration::from_millis(2200)),
+        "configmap default/envoy: safety-net checks {gaps:?} apart (sorted) at -sync-interval 1s\n{}",
+        l.log()
+    );
     assert_eq!(data_target(&out), target, "..data while nothing differs");
     assert!(
         !l.log().contains("safety-net check found a difference"),
