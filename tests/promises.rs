@@ -621,10 +621,13 @@ fn the_health_server_caps_connections_bounds_request_heads_and_answers_exact_cod
         assert_eq!(status_line(&r), want, "{req:?} to {addr}");
     }
     converges(&l, &out, &[("k", "0")]);
-    assert_eq!(
-        get(&addr, "/readyz"),
-        (200, "ok\n".into()),
-        "/readyz on {addr}"
+    // Ready once the write that made the files visible has ended (the old version removed,
+    // the next one made ready): moments after they appear.
+    assert!(
+        wait_until(scaled(Duration::from_secs(1)), || get(&addr, "/readyz")
+            == (200, "ok\n".into())),
+        "/readyz on {addr}: {:?}",
+        get(&addr, "/readyz")
     );
 }
 
@@ -827,13 +830,18 @@ fn listen_on_a_bare_port_serves_ipv6_and_ipv4() {
         "bound to every IPv6 address: {addr}"
     );
     converges(&l, &out, &[("k", "0")]);
+    // Ready moments after the files appear, once the write that made them visible has ended.
     for host in ["[::1]", "127.0.0.1"] {
         let to = format!("{host}:{port}");
-        let r = exchange(&to, b"GET /readyz HTTP/1.1\r\n\r\n");
-        assert!(
+        let probe = || exchange(&to, b"GET /readyz HTTP/1.1\r\n\r\n");
+        let ok = |r: &std::io::Result<String>| {
             r.as_deref()
-                .is_ok_and(|r| status_line(r) == "HTTP/1.1 200 OK"),
-            "/readyz on {to} with -listen :0: {r:?}"
+                .is_ok_and(|r| status_line(r) == "HTTP/1.1 200 OK")
+        };
+        assert!(
+            wait_until(scaled(Duration::from_secs(1)), || ok(&probe())),
+            "/readyz on {to} with -listen :0: {:?}",
+            probe()
         );
     }
 }
