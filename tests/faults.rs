@@ -317,7 +317,7 @@ fn silent_connection_is_noticed_replaced_and_reported_by_healthz() {
     let l = Loader::start(&tmp, &args);
     let addr = listen_addr(&l);
     converges(&l, &out, &[("k", "0")]);
-    assert!(wait_until(T, || get(&addr, "/readyz").0 == 200));
+    assert_eq!(readyz_within(&addr, T).0, 200, "/readyz on {addr}");
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".into()));
 
     // every watch now opens and then says nothing, ever: a dead idle connection

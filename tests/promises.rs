@@ -621,13 +621,10 @@ fn the_health_server_caps_connections_bounds_request_heads_and_answers_exact_cod
         assert_eq!(status_line(&r), want, "{req:?} to {addr}");
     }
     converges(&l, &out, &[("k", "0")]);
-    // Ready once the write that made the files visible has ended (the old version removed,
-    // the next one made ready): moments after they appear.
-    assert!(
-        wait_until(scaled(Duration::from_secs(1)), || get(&addr, "/readyz")
-            == (200, "ok\n".into())),
-        "/readyz on {addr}: {:?}",
-        get(&addr, "/readyz")
+    assert_eq!(
+        readyz_within(&addr, scaled(Duration::from_secs(1))),
+        (200, "ok\n".into()),
+        "/readyz on {addr}"
     );
 }
 
@@ -830,18 +827,9 @@ fn listen_on_a_bare_port_serves_ipv6_and_ipv4() {
         "bound to every IPv6 address: {addr}"
     );
     converges(&l, &out, &[("k", "0")]);
-    // Ready moments after the files appear, once the write that made them visible has ended.
     for host in ["[::1]", "127.0.0.1"] {
         let to = format!("{host}:{port}");
-        let probe = || exchange(&to, b"GET /readyz HTTP/1.1\r\n\r\n");
-        let ok = |r: &std::io::Result<String>| {
-            r.as_deref()
-                .is_ok_and(|r| status_line(r) == "HTTP/1.1 200 OK")
-        };
-        assert!(
-            wait_until(scaled(Duration::from_secs(1)), || ok(&probe())),
-            "/readyz on {to} with -listen :0: {:?}",
-            probe()
-        );
+        let answer = readyz_within(&to, scaled(Duration::from_secs(1)));
+        assert_eq!(answer.0, 200, "/readyz on {to} with -listen :0: {answer:?}");
     }
 }

@@ -1,12 +1,13 @@
 //! Requests to the loader's health server (`-listen`): one request per connection, the
 //! answer read whole, and the few readings the tests take from it (status, body, a metric,
-//! the address from the log). Never keeps a connection, never retries.
+//! the address from the log). Never keeps a connection; only `readyz_within` asks again,
+//! on a new connection each time.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::process::{scaled, Loader};
+use super::process::{scaled, wait_until, Loader};
 
 /// Patience for the loader to announce its health server (times [`scaled`]'s factor).
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -42,6 +43,18 @@ pub fn get(addr: &str, path: &str) -> (u16, String) {
     let resp = exchange(addr, req.as_bytes()).expect("an answer from -listen");
     let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     (status_code(&resp), body.to_string())
+}
+
+/// GET /readyz until it answers 200 or `within` passes; the last answer, (status, body).
+/// The loader is ready once the write that made its files visible has ended (the old
+/// version removed, the next one made ready): moments after the files appear.
+pub fn readyz_within(addr: &str, within: Duration) -> (u16, String) {
+    let mut last = (0, String::new());
+    wait_until(within, || {
+        last = get(addr, "/readyz");
+        last.0 == 200
+    });
+    last
 }
 
 /// The address the loader serves on, from its log.
