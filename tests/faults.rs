@@ -556,7 +556,8 @@ fn a_silent_connection_with_default_flags_is_replaced_within_150_s() {
     );
     assert!(
         took >= Duration::from_secs(85),
-        "written after {took:?}: it came through the silent watch?"
+        "written after {took:?}: it came through the silent watch?\n{}",
+        l.log()
     );
     assert_eq!(
         worst_health, 200,

@@ -956,16 +956,18 @@ impl Emulator {
         self.sh.lock().watch_sent.get(&conn).copied()
     }
 
-    /// Closes every open watch abruptly (no final chunk).
+    /// Closes every open watch abruptly (no final chunk). Only the watches open now: flags and
+    /// sockets are dealt with under the state lock, which a new watch needs to register, so
+    /// a client that reconnects at once gets a watch that stays open. (Nothing takes the
+    /// state lock while holding the connections' lock.)
     pub fn drop_watches(&self) {
-        {
-            let mut st = self.sh.lock();
-            for q in st.watchers.values_mut() {
-                q.kill = true;
-            }
+        let mut st = self.sh.lock();
+        for q in st.watchers.values_mut() {
+            q.kill = true;
         }
-        self.sh.changed.notify_all();
         self.sh.drop_conns(true);
+        drop(st);
+        self.sh.changed.notify_all();
     }
 
     /// Sends one ERROR event (Status 410 Expired, "too old resource version: X (Y)") on every
