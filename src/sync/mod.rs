@@ -462,10 +462,9 @@ fn reflect(
                         continue;
                     }
                 }
-                let (timeout_secs, read_timeout, silence_first) =
-                    watch_timing(&mut rng, watch_timeout, check_at);
+                let timing = watch_timing(&mut rng, watch_timeout, check_at);
                 starts.watch();
-                let opened = client.watch(&obj, &from, timeout_secs, read_timeout);
+                let opened = client.watch(&obj, &from, timing.secs, timing.read_timeout);
                 match opened {
                     Err(e) if e.is_gone() => gone(&obj, &mut r, Some(&e), None),
                     Err(e) => failed(&obj, "watch", &e, &mut r),
@@ -476,7 +475,7 @@ fn reflect(
                             engine,
                             object_version: &mut object_version,
                         };
-                        follow(&mut w, &mut seen, &mut r, silence_first)
+                        follow(&mut w, &mut seen, &mut r, timing)
                     }
                 }
             }
@@ -527,14 +526,12 @@ struct Seen<'a> {
 }
 
 /// Reads one watch stream to its end: delivers upserts and deletions, moves the version on
-/// every event, and returns the reflector's next step. `silence_first` says the read
-/// timeout is [`SILENCE`], shorter than the watch's own end: a timeout then replaces the
-/// watch; otherwise a timeout is a failure.
+/// every event, and returns the reflector's next step; `timing` is the watch's own.
 fn follow(
     w: &mut kube::Watch,
     seen: &mut Seen<'_>,
     r: &mut Reflector,
-    silence_first: bool,
+    timing: WatchTiming,
 ) -> Step {
     let (idx, obj) = (seen.idx, seen.obj);
     let started = Instant::now();
@@ -559,8 +556,8 @@ fn follow(
             Ok(Some(Event::Error(status))) => {
                 return failed(obj, "watch", &kube::Error::Event(status), r);
             }
-            Ok(None) => return ended(obj, idx, r, events, started.elapsed()),
-            Err(e) => return broken(obj, idx, e, r, silence_first),
+            Ok(None) => return ended(obj, idx, r, events, started.elapsed(), timing),
+            Err(e) => return broken(obj, idx, e, r, timing.silence_first),
         };
         METRICS.progress(idx);
         events += 1;
@@ -592,24 +589,40 @@ fn broken(
     }
 }
 
-/// The timing of one watch: the server-side timeout (jittered, cut at `check_at`, whole
-/// seconds), the client's read timeout, and whether that read timeout is [`SILENCE`] (shorter
-/// than the watch's own end).
-fn watch_timing(
-    rng: &mut Rng,
-    watch_timeout: Duration,
-    check_at: Option<Instant>,
-) -> (u64, Duration, bool) {
+/// The timing of one watch, chosen before it is opened.
+#[derive(Debug, Clone, Copy)]
+struct WatchTiming {
+    /// The server-side timeout asked for (`timeoutSeconds`): jittered, cut at the next
+    /// safety-net check, whole seconds, at least 1.
+    secs: u64,
+    /// How long the client waits for a byte.
+    read_timeout: Duration,
+    /// The read timeout is [`SILENCE`], shorter than the watch's own end: a timeout then
+    /// replaces the watch; otherwise it is a failure.
+    silence_first: bool,
+}
+
+impl WatchTiming {
+    fn asked(&self) -> Duration {
+        Duration::from_secs(self.secs)
+    }
+}
+
+fn watch_timing(rng: &mut Rng, watch_timeout: Duration, check_at: Option<Instant>) -> WatchTiming {
     let mut timeout = rng.scale(watch_timeout, 1.0, 2.0);
     if let Some(t) = check_at {
         timeout = timeout.min(t.saturating_duration_since(Instant::now()));
     }
-    let timeout_secs = timeout.as_secs().max(1);
+    let secs = timeout.as_secs().max(1);
     // A byte is due at least every SILENCE (bookmarks), and the end at the server's own
     // timeout plus a margin, whichever comes first.
-    let due = Duration::from_secs(timeout_secs) + read_margin(watch_timeout);
+    let due = Duration::from_secs(secs) + read_margin(watch_timeout);
     let read_timeout = due.min(SILENCE);
-    (timeout_secs, read_timeout, read_timeout < due)
+    WatchTiming {
+        secs,
+        read_timeout,
+        silence_first: read_timeout < due,
+    }
 }
 
 /// Safety net: a cheap read from the watch cache; a difference means something was
@@ -676,8 +689,19 @@ fn gone(
 
 /// The server ended the watch: a watch that ran its course is progress even on a quiet
 /// cluster; one that merely started (perhaps on a dead connection) is a failure.
-fn ended(obj: &dyn Subject, idx: usize, r: &mut Reflector, events: u64, lasted: Duration) -> Step {
-    let step = r.on(Heard::Ended { events, lasted });
+fn ended(
+    obj: &dyn Subject,
+    idx: usize,
+    r: &mut Reflector,
+    events: u64,
+    lasted: Duration,
+    timing: WatchTiming,
+) -> Step {
+    let step = r.on(Heard::Ended {
+        events,
+        lasted,
+        asked: timing.asked(),
+    });
     match &step {
         Step::Wait(d) => log::warn(
             "watch ended at once with no event",

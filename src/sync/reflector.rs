@@ -6,7 +6,10 @@
 //! The rules:
 //! - a list gives the version to watch from; every event or bookmark moves it forward;
 //! - a watch that ends normally (its timeout) is followed by a watch from the last version,
-//!   not a list; one that ends at once with no event counts as a failure;
+//!   not a list; one that ends at once with no event counts as a failure. "At once" is judged
+//!   against the timeout asked for: the client's clock starts at the response's head, the
+//!   server's at the request, so a 1 s watch the server ends on time lasts a little under
+//!   1 s here, and half of what was asked counts as the whole course;
 //! - a watch that heard nothing for the silence bound, before the server's own timeout, is
 //!   replaced at once (a dead flow, or a server without bookmarks: cheap either way);
 //! - "too old" (an HTTP 410 or an ERROR event with code 410) relists; when 410s repeat with
@@ -14,14 +17,17 @@
 //!   about one list a second at first and one every 30 s after a minute;
 //! - any other failure waits the backoff (1 s doubling to 30 s, jittered) or the server's
 //!   Retry-After, whichever is longer, then resumes from the last version;
-//! - the backoff resets on an event, or on a watch that lasted [`HEALTHY_WATCH`].
+//! - the backoff resets on an event, or on a quiet watch that lasted [`HEALTHY_WATCH`] or
+//!   ran its course (watches cut short for the safety-net check never last 30 s).
 
 use crate::backoff::Backoff;
 use std::time::Duration;
 
-/// A watch that lasted this long resets the backoff, events or not.
+/// A watch that lasted this long (or ran the course it asked for) resets the backoff, events
+/// or not.
 pub const HEALTHY_WATCH: Duration = Duration::from_secs(30);
-/// A watch that ends sooner than this with no event has failed.
+/// A watch that ends sooner than this (or than half the timeout it asked for) with no event
+/// has failed.
 pub const MIN_WATCH: Duration = Duration::from_secs(1);
 /// Longest silence (no byte: no event, no bookmark) before a watch is replaced. Bookmarks are
 /// not guaranteed: a kube-apiserver v1.20.2 sends them only in the last 2 s before a watch's
@@ -37,8 +43,13 @@ pub enum Heard<'a> {
     Listed(&'a str),
     /// A watch event (the object, its deletion, a bookmark, another object's): its version.
     Event(&'a str),
-    /// The server ended the watch after `events` events; it lasted `lasted`.
-    Ended { events: u64, lasted: Duration },
+    /// The server ended the watch after `events` events; it lasted `lasted`, measured from
+    /// the response's head, of the `asked` timeout.
+    Ended {
+        events: u64,
+        lasted: Duration,
+        asked: Duration,
+    },
     /// Nothing arrived for the silence bound, before the server's own timeout was due.
     Silent,
     /// "Too old": an HTTP 410, or an ERROR event with code 410.
@@ -107,11 +118,16 @@ impl Reflector {
                 self.gone = 0;
                 Step::Read
             }
-            Heard::Ended { events, lasted } => {
-                if events > 0 || lasted >= HEALTHY_WATCH {
+            Heard::Ended {
+                events,
+                lasted,
+                asked,
+            } => {
+                let course = asked / 2;
+                if events > 0 || lasted >= HEALTHY_WATCH.min(course) {
                     self.backoff.reset();
                 }
-                if events > 0 || lasted >= MIN_WATCH {
+                if events > 0 || lasted >= MIN_WATCH.min(course) {
                     self.gone = 0;
                     self.resume()
                 } else {
@@ -193,6 +209,7 @@ mod tests {
                 Ended {
                     events: 2,
                     lasted: ms(300_000),
+                    asked: ms(300_000),
                 },
                 watch("15"),
             ),
@@ -204,6 +221,7 @@ mod tests {
         let quiet = Ended {
             events: 0,
             lasted: ms(300_000),
+            asked: ms(300_000),
         };
         check(&[
             (Listed("10"), watch("10")),
@@ -219,6 +237,7 @@ mod tests {
         let at_once = Ended {
             events: 0,
             lasted: ms(20),
+            asked: ms(300_000),
         };
         check(&[
             (Listed("10"), watch("10")),
@@ -324,10 +343,45 @@ mod tests {
                 Ended {
                     events: 0,
                     lasted: HEALTHY_WATCH,
+                    asked: ms(300_000),
                 },
                 watch("10"),
             ),
             (failed, WaitIn(ms(500), ms(1500))),
+        ]);
+    }
+
+    #[test]
+    fn a_one_second_watch_the_server_ends_on_time_ran_its_course() {
+        // Cut at the safety-net check to 1 s, and measured from the response's head.
+        let on_time = Ended {
+            events: 0,
+            lasted: ms(930),
+            asked: ms(1000),
+        };
+        let at_once = Ended {
+            events: 0,
+            lasted: ms(20),
+            asked: ms(1000),
+        };
+        let failed = Failed { retry_after: None };
+        check(&[
+            (Listed("10"), watch("10")),
+            (on_time, watch("10")),
+            (on_time, watch("10")),
+            (at_once, WaitIn(ms(500), ms(1500))),
+            (failed, WaitIn(ms(1000), ms(3000))),
+            // a short watch that ran its course resets the backoff, as a long one does
+            (on_time, watch("10")),
+            (failed, WaitIn(ms(500), ms(1500))),
+            (
+                Ended {
+                    events: 0,
+                    lasted: ms(800),
+                    asked: ms(300_000),
+                },
+                WaitIn(ms(1000), ms(3000)),
+            ),
         ]);
     }
 

@@ -11,7 +11,9 @@
 //! client-go's informers do.
 
 use super::reflector::{Heard, Reflector, Step};
-use super::{broken, ended, failed, gone, subject, watch_timing, with_err, Engine, Msg, Starts};
+use super::{
+    broken, ended, failed, gone, subject, watch_timing, with_err, Engine, Msg, Starts, WatchTiming,
+};
 use crate::backoff::{Backoff, Rng};
 use crate::health::METRICS;
 use crate::kube::{self, Client, Member, Selection, SelectionEvent};
@@ -91,13 +93,12 @@ pub fn reflect(
                 }
             }
             Step::Watch(from) => {
-                let (timeout_secs, read_timeout, silence_first) =
-                    watch_timing(&mut rng, watch_timeout, None);
+                let timing = watch_timing(&mut rng, watch_timeout, None);
                 starts.watch();
-                match client.watch_selection(sel, &from, timeout_secs, read_timeout) {
+                match client.watch_selection(sel, &from, timing.secs, timing.read_timeout) {
                     Err(e) if e.is_gone() => gone(sel, &mut r, Some(&e), None),
                     Err(e) => failed(sel, "watch", &e, &mut r),
-                    Ok(mut w) => follow(&mut w, at, sel, engine, &mut r, silence_first),
+                    Ok(mut w) => follow(&mut w, at, sel, engine, &mut r, timing),
                 }
             }
             Step::Wait(d) => {
@@ -117,7 +118,7 @@ fn follow(
     sel: &Selection,
     engine: &Engine,
     r: &mut Reflector,
-    silence_first: bool,
+    timing: WatchTiming,
 ) -> Step {
     let started = Instant::now();
     let mut events = 0u64;
@@ -140,8 +141,8 @@ fn follow(
             Ok(Some(SelectionEvent::Error(status))) => {
                 return failed(sel, "watch", &kube::Error::Event(status), r);
             }
-            Ok(None) => return ended(sel, at.progress, r, events, started.elapsed()),
-            Err(e) => return broken(sel, at.progress, e, r, silence_first),
+            Ok(None) => return ended(sel, at.progress, r, events, started.elapsed(), timing),
+            Err(e) => return broken(sel, at.progress, e, r, timing.silence_first),
         };
         METRICS.progress(at.progress);
         events += 1;

@@ -339,6 +339,10 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
     };
     sh.mark_watch(conn_id, true);
 
+    // The timeout runs from here, before the head is sent, as a kube-apiserver's timer
+    // starts before it flushes the head: a client that times the watch from the head it
+    // received sees a little less than timeoutSeconds.
+    let start = Instant::now();
     let mut headers = api::api_headers(sh, "application/json");
     headers.push(("Transfer-Encoding", String::from("chunked")));
     ctx.rec.status = 200;
@@ -365,7 +369,6 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
     let chunking = sh.opts.chunking;
     let periodic = !sh.opts.bookmark_interval.is_zero();
     let interval = sh.opts.bookmark_interval.max(Duration::from_millis(10));
-    let start = Instant::now();
     let deadline = super::later(start, timeout);
     // Periodic bookmarks when asked for; in any case, as a v1.20 server does, from 2 s
     // before the timeout, then about every second.
