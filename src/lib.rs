@@ -5,7 +5,8 @@
 //! share. Cores are pure (`http` framing, `json`, `base64`, `kube::decode`, the `snapshot`
 //! planner, `cli` parsing, `xds` sniffing, the `sync` reflector and state); thin layers do
 //! the I/O (`tls` sockets, `kube` requests, `snapshot` writing, `sync` loops, `health`,
-//! `signal`, `envoy`'s admin reading, whose verdict is pure too).
+//! `signal`, `envoy`'s admin reading, whose verdict is pure too). `heap` is the allocator
+//! `main.rs` installs.
 //! See README.md, section "Architecture", for the codemap and the invariants.
 #![deny(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod envoy;
 pub mod health;
+pub mod heap;
 pub mod http;
 pub mod json;
 pub mod kube;

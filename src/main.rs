@@ -6,11 +6,14 @@
 use envoy_xds_configmap_loader::cli::{self, Parsed};
 use envoy_xds_configmap_loader::config::{Config, Mode, Trust};
 use envoy_xds_configmap_loader::health::METRICS;
-use envoy_xds_configmap_loader::{health, log, signal, sync};
+use envoy_xds_configmap_loader::{health, heap, log, signal, sync};
 use std::path::Path;
 use std::sync::mpsc;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new();
 
 enum Exit {
     Done(i32),

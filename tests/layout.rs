@@ -246,10 +246,10 @@ fn the_function_scan_measures_what_it_finds() {
 fn unsafe_code_is_only_where_the_readme_says() {
     let map = architecture();
     assert!(
-        map.contains("`unsafe` lives in `signal.rs` only"),
+        map.contains("`unsafe` lives in `signal.rs` (two libc calls) and `heap.rs`"),
         "the README names where unsafe lives"
     );
-    let allowed = ["src/signal.rs"];
+    let allowed = ["src/signal.rs", "src/heap.rs"];
     let mut found = BTreeSet::new();
     for (path, text) in sources() {
         for line in text.lines().map(code) {
@@ -263,8 +263,8 @@ fn unsafe_code_is_only_where_the_readme_says() {
         }
     }
     assert!(
-        found.contains("src/signal.rs"),
-        "the scan sees signal.rs: {found:?}"
+        found.contains("src/signal.rs") && found.contains("src/heap.rs"),
+        "the scan sees signal.rs and heap.rs: {found:?}"
     );
     let elsewhere: Vec<_> = found
         .iter()
