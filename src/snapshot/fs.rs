@@ -649,6 +649,26 @@ fn remove_file_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Step 9: the old version directory `path`, holding `names` as far as the writer knows:
+/// each unlinked, then the directory removed (`N + 1` syscalls where reading the directory
+/// to remove it takes about ten more). Anything else in it, or any error, and the whole tree
+/// is removed as [`remove_dir_if_present`] does.
+pub(super) fn remove_version<'a>(
+    fx: &mut Faults,
+    path: &Path,
+    mut names: impl Iterator<Item = &'a str>,
+) -> Result<(), Error> {
+    fx.gate().map_err(|e| err("remove dir", path, e))?;
+    if names.all(|n| remove_file_if_present(&path.join(n)).is_ok()) && fs::remove_dir(path).is_ok()
+    {
+        return Ok(());
+    }
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(|e| err("remove dir", path, e)),
+    }
+}
+
 pub(super) fn remove_dir_if_present(fx: &mut Faults, path: &Path) -> Result<(), Error> {
     match fx.gate().and_then(|()| fs::remove_dir_all(path)) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -565,12 +565,12 @@ impl Writer {
         }
         // The new snapshot is live (whatever fails from here): 7. rename changed keys,
         // providers first; 8. unlink removed keys; 9. remove the old version directory.
-        let old_version = self.last.take().map(|c| c.version);
+        let old = self.last.take();
         let after = [
             self.sync_dir(),
             self.rename_changed(&steps.rename),
             self.unlink_removed(&steps.removed),
-            self.remove_old_version(old_version),
+            self.remove_old_version(old.as_ref()),
             self.sync_dir(),
         ];
         let outcome = steps.into_outcome(version.clone());
@@ -807,13 +807,16 @@ impl Writer {
         first
     }
 
-    /// Step 9: the old version directory, if there was one. After a failure the next write
-    /// sweeps first.
-    fn remove_old_version(&mut self, version: Option<String>) -> Result<(), Error> {
-        let Some(name) = version else {
+    /// Step 9: the old version directory, if there was one: the files it holds as this writer
+    /// knows them unlinked, then the directory (anything else in it and the whole tree goes).
+    /// After a failure the next write sweeps first.
+    fn remove_old_version(&mut self, old: Option<&Current>) -> Result<(), Error> {
+        let Some(old) = old else {
             return Ok(());
         };
-        let removed = fs::remove_dir_if_present(&mut self.faults, &self.dir.join(name));
+        let names = old.files.keys().map(String::as_str);
+        let names = names.chain(old.record.is_some().then_some(RECORD));
+        let removed = fs::remove_version(&mut self.faults, &self.dir.join(&old.version), names);
         if removed.is_err() {
             self.needs_sweep = true;
         }

@@ -590,6 +590,31 @@ fn hard_linked_files_outlive_the_old_version() {
 }
 
 #[test]
+fn the_old_version_goes_with_whatever_else_was_put_in_it() {
+    let t = TempDir::new("old-version");
+    let dir = t.path();
+    let mut w = Writer::new(dir);
+    w.write_recorded(Arc::new(files(&[("lds.yaml", LDS)])), b"r1")
+        .unwrap();
+    // What the writer knows it holds (the file and the record) goes by name, then the
+    // directory; a stray name and a subdirectory in it make it go as a tree.
+    for stray in [None, Some("stray.txt"), Some("sub/deeper")] {
+        let old = fs::read_link(dir.join(DATA)).unwrap();
+        if let Some(stray) = stray {
+            let path = dir.join(&old).join(stray);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, b"x").unwrap();
+        }
+        let next = files(&[("lds.yaml", LDS), ("cds.json", CDS)]);
+        w.write_recorded(Arc::new(next.clone()), stray.unwrap_or("r").as_bytes())
+            .unwrap();
+        assert!(!dir.join(&old).exists(), "{old:?} left (stray {stray:?})");
+        assert_converged(dir, &next, &[]);
+        w.write(&files(&[("lds.yaml", LDS)])).unwrap();
+    }
+}
+
+#[test]
 fn sweep_removes_leftovers_and_keeps_foreign_names() {
     let t = TempDir::new("sweep");
     let dir = t.path();
