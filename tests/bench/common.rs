@@ -438,15 +438,23 @@ pub struct Line {
     pub len: usize,
 }
 
+/// The `timeoutSeconds` of bare watch client `tag` ([`bare_watch`]): how a benchmark finds
+/// its request among the emulator's records.
+pub fn bare_timeout(tag: u32) -> String {
+    (3600 + tag).to_string()
+}
+
 /// A minimal watch client on the crate's TLS and HTTP framing: it reads the same stream the
 /// loader reads (the same object, from `rv`), stamps each event line the moment it has been
-/// read whole, and does nothing else with it.
-pub fn bare_watch(port: u16, token: &str, name: &str, rv: u64) -> Receiver<Line> {
+/// read whole, and does nothing else with it. Its watch asks for
+/// [`bare_timeout`]`(tag)` seconds.
+pub fn bare_watch(port: u16, token: &str, name: &str, rv: u64, tag: u32) -> Receiver<Line> {
     let (tx, rx) = mpsc::channel();
     let config = tls::client_config(&Trust::CaFile(ca_file()))
         .unwrap_or_else(|e| fail(&format!("tls config: {e}")));
     let path = format!(
-        "/api/v1/namespaces/{NS}/configmaps?fieldSelector=metadata.name%3D{name}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3600"
+        "/api/v1/namespaces/{NS}/configmaps?fieldSelector=metadata.name%3D{name}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds={}",
+        bare_timeout(tag)
     );
     let auth = format!("Bearer {token}");
     let config: Arc<_> = config;

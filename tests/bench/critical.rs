@@ -264,7 +264,7 @@ fn syscalls() {
         calls
             .iter()
             .map(|l| {
-                let call = l.split_once(' ').map_or(*l, |(_, rest)| rest);
+                let call = l.split_once(' ').map_or(*l, |(_, rest)| rest).trim_start();
                 call.split('(').next().unwrap_or(call).to_string()
             })
             .collect::<Vec<_>>()

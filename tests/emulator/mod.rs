@@ -289,8 +289,9 @@ pub(crate) struct State {
     pub tls_failure: bool,
     pub silent: bool,
     pub records: VecDeque<Record>,
-    /// Per watch connection: the highest resourceVersion it has sent (event or bookmark).
-    pub watch_sent: HashMap<u64, u64>,
+    /// Per watch connection: the highest resourceVersion it has sent (event or bookmark),
+    /// and when its write to the connection had returned.
+    pub watch_sent: HashMap<u64, (u64, Instant)>,
     /// `Retry-After` seconds of the `fail_next` answers (None: the canned ones).
     pub fail_retry_after: Option<u64>,
     /// Tokens limited to some objects (like a Role with `resourceNames`); other tokens may
@@ -953,6 +954,13 @@ impl Emulator {
     /// The highest resourceVersion that the watch on connection `conn` (see `Record::conn`)
     /// has sent, event or bookmark; `None` when it sent none.
     pub fn watch_last_sent(&self, conn: u64) -> Option<u64> {
+        self.watch_sent_at(conn).map(|(rv, _)| rv)
+    }
+
+    /// [`watch_last_sent`](Emulator::watch_last_sent), with the moment the write of that
+    /// version to the connection had returned (the bytes in the client's socket): what a
+    /// benchmark measures a client from, whatever the order the watches were served in.
+    pub fn watch_sent_at(&self, conn: u64) -> Option<(u64, Instant)> {
         self.sh.lock().watch_sent.get(&conn).copied()
     }
 

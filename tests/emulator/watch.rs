@@ -487,13 +487,16 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
     }
 }
 
-/// Remembers the highest version the watch on `conn_id` has sent, for
-/// `Emulator::watch_last_sent`.
+/// Remembers the highest version the watch on `conn_id` has sent and when its write had
+/// returned, for `Emulator::watch_last_sent` and `Emulator::watch_sent_at`.
 fn note_sent(sh: &Shared, conn_id: u64, rv: Option<u64>) {
     if let Some(rv) = rv {
+        let now = Instant::now();
         let mut st = sh.lock();
-        let top = st.watch_sent.entry(conn_id).or_insert(rv);
-        *top = (*top).max(rv);
+        let top = st.watch_sent.entry(conn_id).or_insert((rv, now));
+        if rv > top.0 {
+            *top = (rv, now);
+        }
     }
 }
 
