@@ -663,14 +663,17 @@ pub(super) fn remove_version<'a>(
     {
         return Ok(());
     }
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other.map_err(|e| err("remove dir", path, e)),
-    }
+    remove_tree(path)
 }
 
 pub(super) fn remove_dir_if_present(fx: &mut Faults, path: &Path) -> Result<(), Error> {
-    match fx.gate().and_then(|()| fs::remove_dir_all(path)) {
+    fx.gate().map_err(|e| err("remove dir", path, e))?;
+    remove_tree(path)
+}
+
+/// The directory `path` and everything in it; gone already is no error.
+fn remove_tree(path: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other.map_err(|e| err("remove dir", path, e)),
     }

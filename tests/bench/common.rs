@@ -438,6 +438,18 @@ pub struct Line {
     pub len: usize,
 }
 
+/// The syscall a line of `strace -f -qq` records: its thread id and the call's name (for
+/// `<... NAME resumed>`, NAME).
+pub fn strace_call(line: &str) -> Option<(&str, &str)> {
+    let (pid, call) = line.split_once(' ')?;
+    let call = call.trim_start();
+    let name = match call.strip_prefix("<... ") {
+        Some(rest) => rest.split(' ').next().unwrap_or(""),
+        None => call.split('(').next().unwrap_or(""),
+    };
+    Some((pid, name))
+}
+
 /// The `timeoutSeconds` of bare watch client `tag` ([`bare_watch`]): how a benchmark finds
 /// its request among the emulator's records.
 pub fn bare_timeout(tag: u32) -> String {

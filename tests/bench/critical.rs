@@ -263,10 +263,7 @@ fn syscalls() {
     let names = |calls: &[&str]| {
         calls
             .iter()
-            .map(|l| {
-                let call = l.split_once(' ').map_or(*l, |(_, rest)| rest).trim_start();
-                call.split('(').next().unwrap_or(call).to_string()
-            })
+            .map(|l| strace_call(l).map_or(*l, |(_, name)| name).to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };

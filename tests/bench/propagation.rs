@@ -476,18 +476,12 @@ fn binary_syscalls(size: &Sizes, place: &Path) {
 fn traced_paths(text: &str, visible: &str) -> Vec<Vec<String>> {
     let mut calls: BTreeMap<&str, Vec<(String, &str)>> = BTreeMap::new();
     for line in text.lines() {
-        let Some((pid, call)) = line.split_once(' ') else {
-            continue;
-        };
-        let call = call.trim_start();
-        if call.ends_with("<unfinished ...>") {
+        if line.ends_with("<unfinished ...>") {
             continue; // counted where it resumes
         }
-        let name = match call.strip_prefix("<... ") {
-            Some(rest) => rest.split(' ').next().unwrap_or(""),
-            None => call.split('(').next().unwrap_or(""),
-        };
-        calls.entry(pid).or_default().push((name.to_string(), line));
+        if let Some((pid, name)) = strace_call(line) {
+            calls.entry(pid).or_default().push((name.to_string(), line));
+        }
     }
     let mut paths = Vec::new();
     for thread in calls.values() {
