@@ -1040,6 +1040,18 @@ impl Emulator {
         self.sh.lock().open_watches
     }
 
+    /// Open watches registered as silent ([`set_silent_watches`](Emulator::set_silent_watches)
+    /// was on when they started): a request is recorded before its watch is registered, so
+    /// this, not the record, says that a watch has become silent.
+    pub fn silent_watches(&self) -> usize {
+        self.sh
+            .lock()
+            .watchers
+            .values()
+            .filter(|q| q.silent)
+            .count()
+    }
+
     /// Polls `pred` every 5 ms until it holds (true) or `timeout` passes (false).
     pub fn wait_for(&self, pred: impl Fn(&Self) -> bool, timeout: Duration) -> bool {
         let end = later(Instant::now(), timeout);
