@@ -287,6 +287,11 @@ fn twelve_hundred_members_over_several_pages() {
     let files = read_text(&out);
     assert_eq!(files.len(), 1200);
     assert!(files.contains_key("route-0000.yaml") && files.contains_key("route-1199.yaml"));
+    assert!(
+        l.log().contains(" members=1200 pages=3 "),
+        "one line for the list: {}",
+        l.log()
+    );
     let lists: Vec<_> = emu.requests().into_iter().filter(|r| r.is_list()).collect();
     assert_eq!(lists.len(), 3, "pages of 500: 500, 500, 200");
     assert!(lists.iter().all(|r| r.param("limit") == Some("500")));

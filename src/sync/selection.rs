@@ -18,6 +18,7 @@ use crate::backoff::{Backoff, Rng};
 use crate::health::METRICS;
 use crate::kube::{self, Client, Member, Selection, SelectionEvent};
 use crate::log;
+use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 /// Objects asked for per page (client-go's default).
@@ -34,12 +35,15 @@ pub struct At {
 }
 
 /// Every member of `sel`, page by page: the list's resourceVersion (the first page's) and
-/// the members. An expired continue token starts the list again, [`RESTARTS`] times at most.
+/// the members, and one line saying how many in how many pages. An expired continue token
+/// starts the list again, [`RESTARTS`] times at most.
 pub fn list_all(client: &Client, sel: &Selection) -> Result<(String, Vec<Member>), kube::Error> {
     let mut restarts = 0;
     'list: loop {
         let (mut version, mut members, mut token) = (None, Vec::new(), None::<String>);
+        let mut pages = 0u32;
         loop {
+            pages += 1;
             let page = match client.list_page(sel, PAGE, token.as_deref()) {
                 Ok(page) => page,
                 Err(e) if e.is_gone() && token.is_some() && restarts < RESTARTS => {
@@ -59,7 +63,13 @@ pub fn list_all(client: &Client, sel: &Selection) -> Result<(String, Vec<Member>
             members.extend(page.members);
             match page.continue_token {
                 Some(next) => token = Some(next),
-                None => return Ok((version.clone(), members)),
+                None => {
+                    let n = members.len();
+                    let fields: [(&str, &dyn Display); 4] =
+                        [("source", sel), ("members", &n), ("pages", &pages), ("version", version)];
+                    log::info("selection listed", &fields);
+                    return Ok((version.clone(), members));
+                }
             }
         }
     }
