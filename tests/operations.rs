@@ -60,7 +60,7 @@ fn a_restart_with_one_configmap_deleted_is_ready_at_once_and_follows_the_other()
     let l = Loader::start(&tmp, &a);
     let addr = listen_addr(&l);
     assert!(
-        wait_until(scaled(Duration::from_secs(2)), || status(&addr) == 200),
+        wait_until(Duration::from_secs(2), || status(&addr) == 200),
         "/readyz 200 with the API server away, from the snapshot on disk: {}",
         l.log()
     );
@@ -239,7 +239,7 @@ fn killed_between_phases_restarts_from_a_true_record_and_onetime_never_waits() {
     let l = Loader::start(&tmp, &args(&emu, &token, &out, &["a", "b"], &[]));
     let addr = listen_addr(&l);
     assert!(
-        wait_until(scaled(Duration::from_secs(2)), || status(&addr) == 200),
+        wait_until(Duration::from_secs(2), || status(&addr) == 200),
         "/readyz 200 from phase 1's snapshot: {}",
         l.log()
     );

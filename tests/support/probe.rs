@@ -60,7 +60,7 @@ pub fn readyz_within(addr: &str, within: Duration) -> (u16, String) {
 /// The address the loader serves on, from its log.
 pub fn listen_addr(l: &Loader) -> String {
     assert!(
-        l.wait_log("serving /readyz", scaled(PATIENCE)),
+        l.wait_log("serving /readyz", PATIENCE),
         "{}",
         l.log()
     );

@@ -176,7 +176,7 @@ impl Loader {
         let _ = self.child.wait();
     }
 
-    /// Waits until the log contains `needle`.
+    /// Waits until the log contains `needle` ([`wait_until`]: `timeout` is scaled).
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.log().contains(needle))
     }
@@ -193,7 +193,8 @@ impl Drop for Loader {
 /// (a factor of at least 1; scripts/test-arm64.sh sets it for the arm64 build under
 /// qemu-user), else 1. A test scales with [`scaled`] the bounds that say how fast something
 /// happens, never those that say how long something must wait (a `Retry-After`, a timeout
-/// the loader must honour).
+/// the loader must honour). Every deadline of [`wait_until`] is scaled, and so is what
+/// waits through it (`wait_log`, `converges`, `readyz_within`, ...).
 pub fn time_scale() -> f64 {
     match std::env::var("TEST_TIME_SCALE") {
         Err(_) => 1.0,
@@ -209,10 +210,11 @@ pub fn scaled(d: Duration) -> Duration {
     d.mul_f64(time_scale())
 }
 
-/// Polls `cond` every 5 ms until it holds or `timeout` passes (in a benchmark: for set-up,
-/// never for a measurement).
+/// Polls `cond` every 5 ms until it holds or `timeout` passes, [`scaled`]: `timeout` is an
+/// upper bound on how long something takes natively (in a benchmark: for set-up, never for
+/// a measurement).
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     loop {
         if cond() {
             return true;

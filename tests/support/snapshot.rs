@@ -144,7 +144,7 @@ pub fn assert_files_within(within: Duration, l: &Loader, out: &Path, want: &[(&s
 /// A write switches `..data` first and unlinks the names it removed after, so a reader may
 /// see the new files while a removed name still dangles: the wait is for both.
 pub fn converges(l: &Loader, out: &Path, want: &[(&str, &str)]) {
-    converges_within(scaled(PATIENCE), l, out, want)
+    converges_within(PATIENCE, l, out, want)
 }
 
 /// [`converges`] with its own patience.
