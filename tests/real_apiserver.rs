@@ -686,7 +686,10 @@ fn a_label_selection_pages_and_watches_as_the_server_serves_it() {
     k.script("compact");
     match client.list_page(&in_ns1, 2, Some(&stale)) {
         Err(e) => assert!(e.is_gone(), "an expired continue token is 410 Gone: {e}"),
-        Ok(page) => panic!("a compacted continue token still served {} members", page.members.len()),
+        Ok(page) => panic!(
+            "a compacted continue token still served {} members",
+            page.members.len()
+        ),
     }
     // What sync::selection::list_all does on it: the list again from the start.
     let again = client.list_page(&in_ns1, 500, None).unwrap();
@@ -766,7 +769,11 @@ fn cluster_selecting_token(k: &Kube, home: &str, sa: &str) -> String {
         "kind": "ClusterRoleBinding", "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": home}]});
-    k.ok("POST", &format!("{rbac}/clusterrolebindings"), Some(&binding));
+    k.ok(
+        "POST",
+        &format!("{rbac}/clusterrolebindings"),
+        Some(&binding),
+    );
     k.put(
         home,
         "secrets",
@@ -789,7 +796,14 @@ fn selections_follow_labels_in_two_namespaces_with_list_and_watch_roles() {
     // newer sorts first by name (the server's timestamps have whole seconds).
     labelled(&k, &a, "configmaps", "zz-old", &gw, &[("tie.yaml", "old")]);
     std::thread::sleep(Duration::from_millis(1100));
-    labelled(&k, &a, "configmaps", "aa-new", &gw, &[("tie.yaml", "new"), ("n.yaml", "n")]);
+    labelled(
+        &k,
+        &a,
+        "configmaps",
+        "aa-new",
+        &gw,
+        &[("tie.yaml", "new"), ("n.yaml", "n")],
+    );
     labelled(&k, &a, "configmaps", "one", &gw, &[("one.yaml", "1")]);
     labelled(&k, &a, "configmaps", "plain", "", &[("plain.yaml", "p")]);
     labelled(&k, &b, "configmaps", "two", &gw, &[("two.yaml", "2")]);
@@ -857,7 +871,11 @@ fn selections_follow_labels_in_two_namespaces_with_list_and_watch_roles() {
         "one line naming both objects and the key: {line}"
     );
     labelled(&k, &b, "secrets", "tls", &gw, &[("cert.pem", "PEM2\n")]);
-    let want2 = [("tie.yaml", "old"), ("one.yaml", "1"), ("cert.pem", "PEM2\n")];
+    let want2 = [
+        ("tie.yaml", "old"),
+        ("one.yaml", "1"),
+        ("cert.pem", "PEM2\n"),
+    ];
     converged(
         &l,
         &out,

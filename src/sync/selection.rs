@@ -65,8 +65,12 @@ pub fn list_all(client: &Client, sel: &Selection) -> Result<(String, Vec<Member>
                 Some(next) => token = Some(next),
                 None => {
                     let n = members.len();
-                    let fields: [(&str, &dyn Display); 4] =
-                        [("source", sel), ("members", &n), ("pages", &pages), ("version", version)];
+                    let fields: [(&str, &dyn Display); 4] = [
+                        ("source", sel),
+                        ("members", &n),
+                        ("pages", &pages),
+                        ("version", version),
+                    ];
                     log::info("selection listed", &fields);
                     return Ok((version.clone(), members));
                 }

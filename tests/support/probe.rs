@@ -59,11 +59,7 @@ pub fn readyz_within(addr: &str, within: Duration) -> (u16, String) {
 
 /// The address the loader serves on, from its log.
 pub fn listen_addr(l: &Loader) -> String {
-    assert!(
-        l.wait_log("serving /readyz", PATIENCE),
-        "{}",
-        l.log()
-    );
+    assert!(l.wait_log("serving /readyz", PATIENCE), "{}", l.log());
     let log = l.log();
     let line = log.lines().find(|l| l.contains("serving /readyz")).unwrap();
     line.split("addr=").nth(1).unwrap().trim().to_string()
