@@ -330,6 +330,10 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
         );
     }
     st.open_watches += 1;
+    // Recorded under the same lock: a watch counted open is one in `requests()` too, so a
+    // test that waits for an open watch and then counts watch requests counts this one.
+    ctx.rec.status = 200;
+    st.record(ctx.rec.clone(), sh.opts.log_requests);
     drop(st);
     let _reg = Registration {
         sh,
@@ -345,9 +349,6 @@ pub(crate) fn serve(ctx: &mut Ctx, conn: &mut Conn, raw: &TcpStream, conn_id: u6
     let start = Instant::now();
     let mut headers = api::api_headers(sh, "application/json");
     headers.push(("Transfer-Encoding", String::from("chunked")));
-    ctx.rec.status = 200;
-    let rec = ctx.rec.clone();
-    sh.lock().record(rec, sh.opts.log_requests);
     if conn.write_all(&http::head(200, &headers)).is_err() || conn.flush().is_err() {
         return;
     }
