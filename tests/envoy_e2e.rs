@@ -636,11 +636,13 @@ fn envoy_absent_or_silent_never_freezes_the_files() {
         return;
     };
     let (mut rig, _traffic) = Rig::with_traffic(&bin, Style::Plain, "absent", 1);
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
     let stuck = stuck_admin();
+    // A port nothing listens on and nothing else can take while the test runs: the local
+    // end of a connection the test holds open (a listener bound and dropped left its port
+    // free, and the stuck admin or a neighbour's bind(0) could be given it).
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let holder = TcpStream::connect(held.local_addr().unwrap()).unwrap();
+    let closed = holder.local_addr().unwrap().to_string();
     let timeout = Duration::from_millis(1500);
     for (admin, wait, reason) in [
         (closed, Duration::ZERO, "unreachable"),
