@@ -33,7 +33,7 @@ mod reflector;
 use reflector::{Heard, Reflector, Step, SILENCE};
 
 mod selection;
-use selection::list_all;
+use selection::{list_all, log_listed};
 
 mod phased;
 use phased::Acks;
@@ -94,7 +94,10 @@ fn one_time(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
     // are written (the named objects are the ones the run cannot do without).
     for (source, sel) in cfg.selections.iter().enumerate() {
         match list_until(sel, deadline, &mut backoff, || list_all(client, sel)) {
-            Ok((_, members)) => take_listing(&mut state, source, members),
+            Ok(listing) => {
+                log_listed(sel, &listing);
+                take_listing(&mut state, source, listing.members)
+            }
             Err((e, gave_up)) => return list_failed(sel, &e, gave_up),
         }
     }
@@ -176,9 +179,9 @@ fn poll(cfg: &Config, client: &Client, sink: &mut Sink) -> i32 {
         }
         for (source, sel) in cfg.selections.iter().enumerate() {
             match list_all(client, sel) {
-                Ok((_, members)) => {
+                Ok(listing) => {
                     METRICS.progress(cfg.objects.len() + source);
-                    take_listing(&mut state, source, members);
+                    take_listing(&mut state, source, listing.members);
                 }
                 Err(e) => list_warning(sel, &e),
             }

@@ -34,10 +34,17 @@ pub struct At {
     pub progress: usize,
 }
 
-/// Every member of `sel`, page by page: the list's resourceVersion (the first page's) and
-/// the members, and one line saying how many in how many pages. An expired continue token
-/// starts the list again, [`RESTARTS`] times at most.
-pub fn list_all(client: &Client, sel: &Selection) -> Result<(String, Vec<Member>), kube::Error> {
+/// A selection's complete list: its resourceVersion (the first page's), every member, and
+/// how many pages they came in.
+pub struct Listing {
+    pub version: String,
+    pub members: Vec<Member>,
+    pub pages: u32,
+}
+
+/// Every member of `sel`, page by page, at the first page's resourceVersion. An expired
+/// continue token starts the list again, [`RESTARTS`] times at most.
+pub fn list_all(client: &Client, sel: &Selection) -> Result<Listing, kube::Error> {
     let mut restarts = 0;
     'list: loop {
         let (mut version, mut members, mut token) = (None, Vec::new(), None::<String>);
@@ -64,19 +71,30 @@ pub fn list_all(client: &Client, sel: &Selection) -> Result<(String, Vec<Member>
             match page.continue_token {
                 Some(next) => token = Some(next),
                 None => {
-                    let n = members.len();
-                    let fields: [(&str, &dyn Display); 4] = [
-                        ("source", sel),
-                        ("members", &n),
-                        ("pages", &pages),
-                        ("version", version),
-                    ];
-                    log::info("selection listed", &fields);
-                    return Ok((version.clone(), members));
+                    let version = version.clone();
+                    return Ok(Listing {
+                        version,
+                        members,
+                        pages,
+                    });
                 }
             }
         }
     }
+}
+
+/// One line for a list that starts following `sel` (a one-shot's, a watch's first, a
+/// relist): how many members in how many pages. Poll mode's lists, one every
+/// `-sync-interval`, log none.
+pub fn log_listed(sel: &Selection, l: &Listing) {
+    let n = l.members.len();
+    let fields: [(&str, &dyn Display); 4] = [
+        ("source", sel),
+        ("members", &n),
+        ("pages", &l.pages),
+        ("version", &l.version),
+    ];
+    log::info("selection listed", &fields);
 }
 
 /// One selection's list+watch loop; never returns.
@@ -96,11 +114,12 @@ pub fn reflect(
             Step::List => {
                 starts.list();
                 match list_all(client, sel) {
-                    Ok((version, members)) => {
+                    Ok(listing) => {
+                        log_listed(sel, &listing);
                         METRICS.progress(at.progress);
                         starts.listed();
-                        let next = r.on(Heard::Listed(&version));
-                        engine.deliver(Msg::SourceListed(at.source, members));
+                        let next = r.on(Heard::Listed(&listing.version));
+                        engine.deliver(Msg::SourceListed(at.source, listing.members));
                         next
                     }
                     Err(e) => failed(sel, "list", &e, &mut r),
