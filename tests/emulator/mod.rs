@@ -1041,8 +1041,8 @@ impl Emulator {
     }
 
     /// Open watches registered as silent ([`set_silent_watches`](Emulator::set_silent_watches)
-    /// was on when they started): a request is recorded before its watch is registered, so
-    /// this, not the record, says that a watch has become silent.
+    /// was on when they started): a count of watch requests cannot tell a new silent watch
+    /// from the dropped one that has not ended yet; this can.
     pub fn silent_watches(&self) -> usize {
         self.sh
             .lock()

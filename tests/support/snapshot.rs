@@ -132,8 +132,9 @@ fn layout(dir: &Path, allow_dangling: bool) -> Result<(), String> {
 pub fn assert_files_within(within: Duration, l: &Loader, out: &Path, want: &[(&str, &str)]) {
     assert!(
         wait_until(within, || read_text(out) == text(want)),
-        "{}: want {want:?} within {within:?}, have {:?}\n{}",
+        "{}: want {want:?} within {:?}, have {:?}\n{}",
         out.display(),
+        scaled(within),
         read_text(out),
         l.log()
     );
