@@ -145,7 +145,8 @@ pub(super) fn sweep(fx: &mut Faults, dir: &Path) -> Result<(Vec<String>, bool), 
                 .and_then(|()| remove_file_if_present(&path))
                 .map_err(|e| err("remove", &path, e))?;
         } else if bytes == BLANK.as_bytes() {
-            // The empty file made ready for the next write (made again after it).
+            // The empty file an earlier release of this writer made ready for its next
+            // write (this one places its empty file inside the next version).
             if !kind.is_file() {
                 continue;
             }
@@ -498,29 +499,23 @@ pub(super) fn write_file(
     Ok(())
 }
 
-/// The [`BLANK`] file `path`: empty, with permission bits `mode` (one in the way, left by
-/// a failed write, is replaced). False when it could not be made.
+/// An empty file `path` (in a new version directory) with permission bits `mode`, for the
+/// next write to write into; false when it could not be made.
 pub(super) fn make_blank(fx: &mut Faults, path: &Path, mode: u32) -> bool {
-    let create = |fx: &mut Faults| {
-        fx.gate().and_then(|()| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(path)
-        })
-    };
-    let made = match create(fx) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            remove_file_gated(fx, path) && create(fx).is_ok()
-        }
-        other => other.is_ok(),
-    };
-    made && (!umask_strips(mode) || fs::set_permissions(path, Permissions::from_mode(mode)).is_ok())
+    let made = fx.gate().and_then(|()| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+    });
+    made.is_ok_and(|f| {
+        !umask_strips(mode) || f.set_permissions(Permissions::from_mode(mode)).is_ok()
+    })
 }
 
-/// Step 4 into the next version: `bytes` written into `path`, the [`BLANK`] file renamed
-/// there (empty, its mode the one asked): opened, not created.
+/// Step 4 into the next version: `bytes` written into `path`, the empty file made ready
+/// there (its mode the one asked): opened, not created.
 pub(super) fn write_into(
     fx: &mut Faults,
     path: &Path,

@@ -17,11 +17,12 @@
 //! snapshot touches nothing; [`Writer::sweep`] clears what a killed predecessor left.
 //!
 //! After each write the next version is made ready ([`next`]): a version directory of hard
-//! links to the current files, `..data_tmp` already naming it, and a spare link
-//! `..link.KEY -> ..data/KEY` per key. The next update then replaces only the changed files
-//! inside it, switches with one rename and renames the changed keys' spare links: one key
-//! of 1 KiB costs `unlink`, `open`, `write`, `close` and two renames between "asked" and
-//! "visible", the naive writer's `open`, `write`, `close`, `rename` plus two. The writer
+//! links to the current files (an empty file for the key the write changed),
+//! `..data_tmp` already naming it, and a spare link `..link.KEY -> ..data/KEY` per key. The
+//! next update then replaces only the changed files inside it, switches with one rename
+//! and renames the changed keys' spare links: the key changed last, changed again at
+//! 1 KiB, costs `open`, `write`, `close` and two renames between "asked" and "visible", the
+//! naive writer's `open`, `write`, `close`, `rename` plus one. The writer
 //! knows what it wrote: the directory is read before a write only at start and after a
 //! failed write (a new key's name is always looked at: something put there is never
 //! replaced).
@@ -91,10 +92,9 @@ pub const REPLACE_FROM_FILES: usize = 64;
 pub const SPARE_LINK: &str = "..link.";
 /// The longest key with a spare link (a file name is at most 255 bytes).
 pub const SPARE_KEY_MAX: usize = 255 - SPARE_LINK.len();
-/// An empty file made ready after a write beside the spare links (with the next version):
-/// the next write renames it over the first changed file's hard link in the next version
-/// and writes into it, so that no inode is allocated between "asked" and "switched" (on
-/// ext4, a new inode's allocation is most of a file's creation).
+/// An empty file that earlier releases made ready beside the next version, renamed over
+/// the first changed file's hard link by the next write; this writer puts its empty file
+/// inside the next version instead ([`next`]), and only sweeps this name.
 pub const BLANK: &str = "..blank";
 /// A file inside each version directory for the caller's own record of the version (which
 /// object each key came from): a name no key can take, invisible to readers of `DIR/KEY`.
@@ -242,8 +242,6 @@ pub struct Writer {
     /// The keys whose spare link [`SPARE_LINK`]`KEY` is in place (a few: snapshots under
     /// [`REPLACE_FROM_FILES`] files).
     spares: Vec<String>,
-    /// The permission bits of the [`BLANK`] file in place, if one is.
-    blank: Option<u32>,
 }
 
 /// A version directory made ready for the next write: a hard link of every file (and the
@@ -252,6 +250,9 @@ pub struct Writer {
 struct Next {
     version: String,
     of: String,
+    /// The key whose name in it holds an empty file (the mode asked) instead of a hard
+    /// link: the key the last write changed, most likely the next to change.
+    placed: Option<String>,
 }
 
 /// A version on disk as the writer knows it.
@@ -295,7 +296,6 @@ impl Writer {
             next: None,
             ready_next: true,
             spares: Vec::new(),
-            blank: None,
         }
     }
 
@@ -363,7 +363,6 @@ impl Writer {
             .iter()
             .flat_map(|n| [n.version.clone(), DATA_TMP.to_string()])
             .chain(self.spares.iter().map(|k| spare_name(k)))
-            .chain(self.blank.map(|_| BLANK.to_string()))
             .collect();
         self.forget_next();
         let (mut removed, after_switch) = fs::sweep(&mut self.faults, &self.dir)?;
@@ -422,8 +421,9 @@ impl Writer {
     ///    file in it (0644): a file whose bytes equal the old version's is hard-linked from
     ///    it, else (or if linking fails) written. With the next version ready (made after
     ///    the last write), it is that directory: each changed file's hard link is replaced
-    ///    by the new file (the first one the [`BLANK`] file, renamed over it and written
-    ///    into), new files written, removed ones unlinked. On any error from here to the switch the
+    ///    by the new file (the key changed last written into the empty file in its place,
+    ///    or that file renamed to the first other one and written into), new files written,
+    ///    removed ones unlinked. On any error from here to the switch the
     ///    new version directory and the links made in step 5 are removed and the old
     ///    snapshot stays as it was.
     /// 5. For each new key: `symlink("..data/KEY", DIR/KEY)` (dangling until the switch; a
@@ -477,9 +477,10 @@ impl Writer {
     fn write_given(&mut self, given: Given<'_>, record: Option<&[u8]>) -> Result<Outcome, Error> {
         let result = self.write_steps(given, record);
         match &result {
-            Ok(Outcome::Written { .. }) => {
+            Ok(Outcome::Written { changed, added, .. }) => {
                 self.trusted = true;
-                self.prepare();
+                let hint = changed.first().or(added.first()).cloned();
+                self.prepare(hint);
             }
             Ok(Outcome::Unchanged) => self.trusted = true,
             Err(_) => {
@@ -535,16 +536,18 @@ impl Writer {
         };
         // 4. The new version directory, every file in it: the one made ready, or a new one.
         let fast = self.next_is_ready();
-        let (version, vdir) = match fast {
+        let (version, vdir, placed) = match fast {
             true => self.take_next(),
             false => {
                 self.discard_next();
-                fs::make_version_dir(&mut self.faults, &mut self.rng, &self.dir)?
+                let (version, vdir) =
+                    fs::make_version_dir(&mut self.faults, &mut self.rng, &self.dir)?;
+                (version, vdir, None)
             }
         };
         let mut linked_new = Vec::new();
         let filled = match fast {
-            true => self.fill_next(&vdir, &steps.same, files, record),
+            true => self.fill_next(&vdir, &steps.same, files, record, placed),
             false => self.write_version(&vdir, &steps.same, files, record),
         };
         let switched = filled

@@ -1,12 +1,13 @@
 //! The next version, made ready after each write, off the path from "asked" to "switched":
 //! a version directory holding a hard link of every file of the current one (and its
-//! record), `..data_tmp` already naming it, a spare link `..link.KEY -> ..data/KEY` per
-//! key, and an empty file [`BLANK`](super::BLANK). The next write then replaces only the
-//! files that changed inside it (the first by renaming the blank file over its hard link
-//! and writing into it: no inode is allocated on the way), switches with one rename and
-//! renames each changed key's spare link: for an update of one key, `rename`, `open`,
-//! `write`, `close` and two renames in all, where the naive writer makes `open`, `write`,
-//! `close`, `rename`.
+//! record), but an empty file in place of the key the write changed (the likeliest to
+//! change next; the first key after a first write), `..data_tmp` already naming it, and a
+//! spare link `..link.KEY -> ..data/KEY` per key. The next write then replaces only the
+//! files that changed inside it (the key changed last by writing into its empty file;
+//! another by renaming the empty file to it and linking the first one back; no inode is
+//! allocated on the way), switches with one rename and renames each changed key's spare
+//! link: for an update of the key changed last, `open`, `write`, `close` and two renames in
+//! all, where the naive writer makes `open`, `write`, `close`, `rename`.
 //!
 //! Only for snapshots under [`REPLACE_FROM_FILES`](super::REPLACE_FROM_FILES) files
 //! (larger ones take the one-file path, which needs no new version). Whatever fails here
@@ -17,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 use super::{fs, link_target, spare_name, Next, Writer, DATA_TMP, RECORD, REPLACE_TMP};
-use super::{Error, Files, BLANK, SPARE_KEY_MAX};
+use super::{Error, Files, SPARE_KEY_MAX};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -34,36 +35,58 @@ impl Writer {
             && cur.file_mode == Some(self.file_mode)
     }
 
-    /// The next version's name and path, no longer ready (this write fills it).
-    pub(super) fn take_next(&mut self) -> (String, std::path::PathBuf) {
-        let next = self.next.take().map(|n| n.version).unwrap_or_default();
+    /// The next version's name and path, and the key whose file in it is the empty one
+    /// placed there; no longer ready (this write fills it).
+    pub(super) fn take_next(&mut self) -> (String, std::path::PathBuf, Option<String>) {
+        let (next, placed) = self
+            .next
+            .take()
+            .map(|n| (n.version, n.placed))
+            .unwrap_or_default();
         let path = self.dir.join(&next);
-        (next, path)
+        (next, path, placed)
     }
 
     /// Step 4 into the next version `vdir`: each changed file replaces its hard link and
-    /// each new one is written (the first of them into the blank file, renamed there; the
-    /// others created, a hard link unlinked first), each removed one unlinked, and the
-    /// record replaced when it differs; with fsync on, `vdir` synced.
+    /// each new one is written, each removed one unlinked, and the record replaced when it
+    /// differs; with fsync on, `vdir` synced. The key `placed` (if any) holds an empty file
+    /// there: its new bytes are written into it, and if another key changed instead, that
+    /// file is renamed to the other key and `placed` gets its hard link back. The first
+    /// other changed file is the blank one renamed there; the rest are created (a hard link
+    /// unlinked first).
     pub(super) fn fill_next(
         &mut self,
         vdir: &Path,
         same: &BTreeSet<&str>,
         files: &Files,
         record: Option<&[u8]>,
+        placed: Option<String>,
     ) -> Result<(), Error> {
         let Some(cur) = self.last.as_ref() else {
             return Ok(());
         };
         let (old, old_record) = (cur.files.clone(), cur.record.clone());
+        let src = self.dir.join(&cur.version);
         let (mode, fsync, tmp) = (self.file_mode, self.fsync, vdir.join(REPLACE_TMP));
-        for (key, bytes) in files.iter().filter(|(k, _)| !same.contains(k.as_str())) {
+        let changes = |k: &String| files.contains_key(k) && !same.contains(k.as_str());
+        // The key that changed last changes again (its empty file is in place), or the empty
+        // file is free for another key.
+        let (again, mut free) = match placed {
+            Some(k) if changes(&k) => (Some(k), None),
+            other => (None, other),
+        };
+        let mut moved = None;
+        for (key, bytes) in files.iter().filter(|(k, _)| changes(k)) {
             let dst = vdir.join(key);
-            if self.blank.take_if(|m| *m == mode).is_some() {
-                // The blank file takes the hard link's name (the current version keeps the
-                // file): no inode is made here.
-                fs::rename_into(&mut self.faults, &self.dir.join(BLANK), &dst)?;
+            if again.as_ref() == Some(key) {
                 fs::write_into(&mut self.faults, &dst, bytes, fsync)?;
+                continue;
+            }
+            if let Some(at) = free.take() {
+                // Another key: the empty file moves to it (no inode made here).
+                fs::rename_into(&mut self.faults, &vdir.join(&at), &dst)?;
+                fs::write_into(&mut self.faults, &dst, bytes, fsync)?;
+                moved = Some(at);
                 continue;
             }
             if old.contains_key(key) {
@@ -75,6 +98,19 @@ impl Writer {
         }
         for key in old.keys().filter(|k| !files.contains_key(*k)) {
             fs::remove_file(&mut self.faults, &vdir.join(key))?;
+        }
+        // The key that held the empty file and did not change gets its hard link back (or,
+        // if that cannot be made, its bytes written).
+        let unchanged = |k: &String| same.contains(k.as_str()) && files.contains_key(k);
+        let still = free.filter(unchanged);
+        if let Some(key) = moved.filter(unchanged).or(still.clone()) {
+            let dst = vdir.join(&key);
+            if still.is_some() {
+                fs::remove_file(&mut self.faults, &dst)?;
+            }
+            if !fs::hard_link(&mut self.faults, &src.join(&key), &dst) {
+                fs::write_file(&mut self.faults, &dst, &files[&key], fsync, mode)?;
+            }
         }
         let path = vdir.join(RECORD);
         match (record, old_record.as_deref()) {
@@ -95,10 +131,11 @@ impl Writer {
         Ok(())
     }
 
-    /// After a write: the next version made ready from the current one, a spare link for
+    /// After a write: the next version made ready from the current one (an empty file in
+    /// place of key `hint`, the one that changed, when it is one of them), a spare link for
     /// each key (those of keys gone removed), and the blank file. A failure leaves no next
     /// version.
-    pub(super) fn prepare(&mut self) {
+    pub(super) fn prepare(&mut self, hint: Option<String>) {
         let Some(cur) = self.last.as_ref().filter(|_| self.ready_next) else {
             return;
         };
@@ -106,7 +143,6 @@ impl Writer {
         let (version, has_record) = (cur.version.clone(), cur.record.is_some());
         if keys.len() >= self.replace_from {
             self.trim_spares(&[]);
-            self.remove_blank();
             return;
         }
         let Ok((name, vdir)) = fs::make_version_dir(&mut self.faults, &mut self.rng, &self.dir)
@@ -114,13 +150,19 @@ impl Writer {
             return;
         };
         let src = self.dir.join(&version);
+        let placed = hint.filter(|k| cur.files.contains_key(k));
         let mut ready = true;
         for key in keys
             .iter()
             .map(String::as_str)
             .chain(has_record.then_some(RECORD))
         {
-            ready = ready && fs::hard_link(&mut self.faults, &src.join(key), &vdir.join(key));
+            let dst = vdir.join(key);
+            ready = ready
+                && match placed.as_deref() == Some(key) {
+                    true => fs::make_blank(&mut self.faults, &dst, self.file_mode),
+                    false => fs::hard_link(&mut self.faults, &src.join(key), &dst),
+                };
         }
         let data_tmp = self.dir.join(DATA_TMP);
         ready = ready && fs::make_link_tmp(&mut self.faults, &name, &data_tmp).is_ok();
@@ -133,20 +175,13 @@ impl Writer {
         self.next = Some(Next {
             version: name,
             of: version,
+            placed,
         });
         let keep: Vec<String> = keys
             .into_iter()
             .filter(|k| k.len() <= SPARE_KEY_MAX)
             .collect();
         self.trim_spares(&keep);
-        if self.blank.is_some_and(|m| m != self.file_mode) {
-            self.remove_blank();
-        }
-        if self.blank.is_none()
-            && fs::make_blank(&mut self.faults, &self.dir.join(BLANK), self.file_mode)
-        {
-            self.blank = Some(self.file_mode);
-        }
         for key in keep
             .into_iter()
             .filter(|k| !self.spares.contains(k))
@@ -172,13 +207,6 @@ impl Writer {
         }
     }
 
-    /// The [`BLANK`] file removed, if there is one.
-    fn remove_blank(&mut self) {
-        if self.blank.take().is_some() {
-            self.needs_sweep |= !fs::remove_file_gated(&mut self.faults, &self.dir.join(BLANK));
-        }
-    }
-
     /// The next version removed (a write that cannot use it, or failed). A failure to
     /// remove it leaves it to the sweep before the next write.
     pub(super) fn discard_next(&mut self) {
@@ -194,6 +222,5 @@ impl Writer {
     pub(super) fn forget_next(&mut self) {
         self.next = None;
         self.spares.clear();
-        self.blank = None;
     }
 }

@@ -81,7 +81,7 @@ fn layout(dir: &Path) -> BTreeMap<String, Node> {
 
 /// Takes out of `got` what a write makes ready for the next one: `..data_tmp` and the
 /// version it names (unless `..data` names it too), the spare links `..link.KEY ->
-/// ..data/KEY`, and the empty [`BLANK`] file. Returns the version made ready, if any.
+/// ..data/KEY`. Returns the version made ready, if any.
 fn strip_ready(got: &mut BTreeMap<String, Node>) -> Option<String> {
     let current = match got.get(DATA) {
         Some(Node::Link(v)) => Some(v.clone()),
@@ -91,9 +91,6 @@ fn strip_ready(got: &mut BTreeMap<String, Node>) -> Option<String> {
         Some(key) => *node != Node::Link(format!("..data/{key}")),
         None => true,
     });
-    if got.get(BLANK) == Some(&Node::File(Vec::new())) {
-        got.remove(BLANK);
-    }
     let Some(Node::Link(next)) = got.remove(DATA_TMP) else {
         return None;
     };
@@ -110,6 +107,31 @@ fn kept(dir: &Path) -> BTreeMap<String, Node> {
     got
 }
 
+/// A version made ready (`next`) holds what the current one does, but for at most one key
+/// whose file is an empty one placed there for the next write.
+fn assert_mirrors(next: Option<&Node>, current: Option<&Node>) {
+    let (Some(Node::Dir(next)), Some(Node::Dir(current))) = (next, current) else {
+        panic!("the next version {next:?} mirrors the current {current:?}");
+    };
+    let names = |d: &BTreeMap<String, Node>| d.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(next), names(current), "the next version's names");
+    let differ: Vec<&String> = next
+        .iter()
+        .filter(|(name, node)| current.get(*name) != Some(*node))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(differ.len() <= 1, "the next version differs at {differ:?}");
+    for name in differ {
+        assert_eq!(
+            next[name],
+            Node::File(Vec::new()),
+            "{name}: not the empty one"
+        );
+        assert!(matches!(current[name], Node::File(_)), "{name}: not a file");
+        assert_ne!(name, RECORD);
+    }
+}
+
 /// The directory holds exactly the snapshot `files` (plus `foreign` names), every link
 /// relative and every key readable through its link; a version made ready for the next
 /// write holds the current one's files (hard links) and record, and each spare link names
@@ -122,11 +144,7 @@ fn assert_converged(dir: &Path, want: &Files, foreign: &[&str]) -> String {
             Some(Node::Link(v)) => v.clone(),
             other => panic!("..data is {other:?}"),
         };
-        assert_eq!(
-            all.get(&next),
-            all.get(&current),
-            "the next version mirrors the current"
-        );
+        assert_mirrors(all.get(&next), all.get(&current));
     }
     let Some(Node::Link(version)) = got.get(DATA) else {
         panic!("no ..data link in {got:?}");
@@ -695,10 +713,11 @@ fn sweep_of_a_newer_orphan_forces_nothing() {
     Writer::new(dir).write(&snap).unwrap();
     fs::create_dir(dir.join("..2999_01_01_00_00_00.000000000deadbeef")).unwrap();
     symlink("..data/new.yaml", dir.join("new.yaml")).unwrap();
+    // The empty file that earlier releases made ready beside the next version.
+    fs::write(dir.join(BLANK), b"").unwrap();
     let mut w = Writer::new(dir);
     let removed = w.sweep().unwrap();
-    // and what the first writer made ready: its next version, ..data_tmp, a spare link,
-    // the blank file
+    // and what the first writer made ready: its next version, ..data_tmp, a spare link
     assert_eq!(removed.len(), 6, "{removed:?}");
     assert!(removed.iter().any(|n| n == BLANK), "{removed:?}");
     assert!(removed
@@ -845,7 +864,7 @@ fn write_failure_removes_the_partial_version() {
     let before = kept(&dir);
     let long_key = "k".repeat(60);
     let v2 = files(&[("a", b"1"), (long_key.as_str(), b"2")]);
-    // The new key's file is the blank one, renamed into the next version.
+    // The new key's file is the empty one placed at `a` in the next version, renamed.
     let e = w.write(&v2).unwrap_err();
     assert_eq!(e.op, "rename", "{e}");
     assert_eq!(e.source.raw_os_error(), Some(36), "{e}");

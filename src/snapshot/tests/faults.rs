@@ -29,11 +29,34 @@ pub(super) fn write_with_fault(
     None
 }
 
-/// A writer that has written `old` into `dir`: the same one, its next version ready, or
-/// (`fresh`) a new one after a restart's sweep, which reads the directory first.
-fn after_writing(dir: &Path, old: &Files, fresh: bool) -> Writer {
+/// The writers a fault is tried with: (`fresh`, `placed`). Fresh: a new writer after a
+/// restart's sweep, which reads the directory first. Not fresh: the same writer, its next
+/// version ready, with the empty file in it at `placed` (the key its last write changed):
+/// a key the write changes again, one it keeps, one it removes, or (`None`) the first key
+/// of a first write.
+const WRITERS: [(bool, Option<&str>); 5] = [
+    (false, None),
+    (false, Some("cds.json")),
+    (false, Some("eds-a.yaml")),
+    (false, Some("gone.txt")),
+    (true, None),
+];
+
+/// A writer that has written `old` into `dir` (after a version where only `placed`
+/// differed, when given) and is as [`WRITERS`] describes it.
+fn after_writing(dir: &Path, old: &Files, fresh: bool, placed: Option<&str>) -> Writer {
     let mut w = Writer::new(dir);
+    if let Some(key) = placed {
+        let mut before = old.clone();
+        before.insert(key.to_string(), b"before".to_vec());
+        w.write(&before).unwrap();
+    }
     w.write(old).unwrap();
+    let ready = w.next.as_ref().and_then(|n| n.placed.as_deref());
+    assert!(ready.is_some(), "an empty file in the version made ready");
+    if placed.is_some() {
+        assert_eq!(ready, placed, "the empty file of the version made ready");
+    }
     if fresh {
         w = Writer::new(dir);
         w.sweep().unwrap();
@@ -62,12 +85,12 @@ fn killed_at_every_step_leaves_a_complete_snapshot() {
     ]);
     let order = ["cert.pem", "cds.json", "lds.yaml"];
     let mut points = 0;
-    // A writer with its next version ready, and a fresh one after a restart.
-    for fresh in [false, true] {
+    // Writers with their next version ready, and a fresh one after a restart.
+    for (fresh, placed) in WRITERS {
         for at in 0.. {
             let t = TempDir::new("kill");
             let dir = t.path();
-            let mut w = after_writing(dir, &old, fresh);
+            let mut w = after_writing(dir, &old, fresh, placed);
             let old_version = fs::read_link(dir.join(DATA)).unwrap();
             let inodes: BTreeMap<&str, u64> = order
                 .iter()
@@ -149,12 +172,12 @@ fn failure_at_every_step_rolls_back_or_converges() {
         ("eds-b.yaml", EDS2),
     ]);
     let mut points = 0;
-    // A writer with its next version ready, and a fresh one after a restart.
-    for fresh in [false, true] {
+    // Writers with their next version ready, and a fresh one after a restart.
+    for (fresh, placed) in WRITERS {
         for at in 0.. {
             let t = TempDir::new("fail");
             let dir = t.path();
-            let mut w = after_writing(dir, &old, fresh);
+            let mut w = after_writing(dir, &old, fresh, placed);
             let before = kept(dir);
             let Some(result) = write_with_fault(&mut w, &new, at, false) else {
                 break;
