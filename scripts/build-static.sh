@@ -4,7 +4,7 @@
 # bytes, one line per architecture, aarch64 first, x86_64 last:
 #
 #   target/aarch64-unknown-linux-musl/release/envoy-xds-configmap-loader 1326520
-#   target/x86_64-unknown-linux-musl/release/envoy-xds-configmap-loader 1598096
+#   target/x86_64-unknown-linux-musl/release/envoy-xds-configmap-loader 1599696
 #
 # Usage: scripts/build-static.sh [--arch x86_64|aarch64|all] [CARGO-BUILD-ARGS...]
 # --arch (also amd64, arm64) builds one architecture; the default is all. Each line is
