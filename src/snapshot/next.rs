@@ -50,10 +50,9 @@ impl Writer {
     /// Step 4 into the next version `vdir`: each changed file replaces its hard link and
     /// each new one is written, each removed one unlinked, and the record replaced when it
     /// differs; with fsync on, `vdir` synced. The key `placed` (if any) holds an empty file
-    /// there: its new bytes are written into it, and if another key changed instead, that
-    /// file is renamed to the other key and `placed` gets its hard link back. The first
-    /// other changed file is the blank one renamed there; the rest are created (a hard link
-    /// unlinked first).
+    /// there: when it changed, its new bytes are written into it; when it did not, the
+    /// first changed key takes that file by a rename and `placed` gets its hard link back.
+    /// Every other changed file is created (a hard link unlinked first).
     pub(super) fn fill_next(
         &mut self,
         vdir: &Path,
@@ -99,13 +98,16 @@ impl Writer {
         for key in old.keys().filter(|k| !files.contains_key(*k)) {
             fs::remove_file(&mut self.faults, &vdir.join(key))?;
         }
-        // The key that held the empty file and did not change gets its hard link back (or,
-        // if that cannot be made, its bytes written).
-        let unchanged = |k: &String| same.contains(k.as_str()) && files.contains_key(k);
-        let still = free.filter(unchanged);
-        if let Some(key) = moved.filter(unchanged).or(still.clone()) {
+        // The key that held the empty file did not change: if it is kept, it gets its hard
+        // link back (or, if that cannot be made, its bytes written), where the empty file
+        // moved from or in place of the empty file still there.
+        let relink = match (moved, free) {
+            (Some(key), _) => Some((key, false)),
+            (None, still) => still.map(|key| (key, true)),
+        };
+        if let Some((key, empty_there)) = relink.filter(|(k, _)| files.contains_key(k)) {
             let dst = vdir.join(&key);
-            if still.is_some() {
+            if empty_there {
                 fs::remove_file(&mut self.faults, &dst)?;
             }
             if !fs::hard_link(&mut self.faults, &src.join(&key), &dst) {
@@ -132,9 +134,8 @@ impl Writer {
     }
 
     /// After a write: the next version made ready from the current one (an empty file in
-    /// place of key `hint`, the one that changed, when it is one of them), a spare link for
-    /// each key (those of keys gone removed), and the blank file. A failure leaves no next
-    /// version.
+    /// place of key `hint`, the one that changed, when it is one of them) and a spare link
+    /// for each key (those of keys gone removed). A failure leaves no next version.
     pub(super) fn prepare(&mut self, hint: Option<String>) {
         let Some(cur) = self.last.as_ref().filter(|_| self.ready_next) else {
             return;
