@@ -3,8 +3,8 @@
 # needed at run time) for x86_64 and aarch64 (arm64), and prints each one's path and size in
 # bytes, one line per architecture, aarch64 first, x86_64 last:
 #
-#   target/aarch64-unknown-linux-musl/release/envoy-xds-configmap-loader 1327416
-#   target/x86_64-unknown-linux-musl/release/envoy-xds-configmap-loader 1599696
+#   target/aarch64-unknown-linux-musl/release/envoy-xds-configmap-loader 1327160
+#   target/x86_64-unknown-linux-musl/release/envoy-xds-configmap-loader 1599248
 #
 # Usage: scripts/build-static.sh [--arch x86_64|aarch64|all] [CARGO-BUILD-ARGS...]
 # --arch (also amd64, arm64) builds one architecture; the default is all. Each line is
